@@ -1,0 +1,1 @@
+"""Analytic Hamiltonian systems with exact or near-machine-precision reference trajectories."""
