@@ -1,1 +1,36 @@
-"""Analytic Hamiltonian systems with exact or near-machine-precision reference trajectories."""
+"""Analytic Hamiltonian systems with exact or near-machine-precision reference trajectories.
+
+Every system is a `hamgrad.HamiltonianField` on torch tensors ``[..., dof]``; `generate` writes
+its trajectories in hamgrad's HDF5 format (version 1). User systems subclass `System`.
+"""
+
+from simulators.base import System
+from simulators.double_pendulum import DoublePendulum
+from simulators.generate import generate, shard_range
+from simulators.nbody import Kepler, NBody, ThreeBody, angular_momentum, total_momentum
+from simulators.pendulum import Pendulum
+from simulators.reference import integrate, reference_solution
+from simulators.registry import ALIASES, SYSTEMS, get_system, system_from_dataset
+from simulators.spring import QuadraticSystem, Spring, SpringChain
+
+__all__ = [
+    "ALIASES",
+    "SYSTEMS",
+    "DoublePendulum",
+    "Kepler",
+    "NBody",
+    "Pendulum",
+    "QuadraticSystem",
+    "Spring",
+    "SpringChain",
+    "System",
+    "ThreeBody",
+    "angular_momentum",
+    "generate",
+    "get_system",
+    "integrate",
+    "reference_solution",
+    "shard_range",
+    "system_from_dataset",
+    "total_momentum",
+]

@@ -1,0 +1,190 @@
+"""The `Integrator` interface shared by every method, and what a field must offer.
+
+An integrator turns a field into a *stepper*: an object with ``init(q, p) -> state``,
+``advance(state) -> state`` and ``observe(state) -> (q, p)``. The state may carry more than
+``(q, p)``: a cached force that the next step reuses (first-same-as-last), or the extended
+phase-space copies of Tao's method. `Integrator.step` runs one step from a fresh state;
+`hamgrad.integrators.rollout` keeps the state across steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from torch import Tensor
+
+from hamgrad.errors import ConfigError, IntegratorError, check_finite
+
+__all__ = [
+    "Integrator",
+    "State",
+    "Stepper",
+    "has_gradient",
+    "is_separable",
+    "vector_field",
+]
+
+State = tuple[Any, ...]
+FieldFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+
+
+class Stepper(Protocol):
+    """One integrator bound to one field and one step size."""
+
+    def init(self, q: Tensor, p: Tensor) -> State:
+        """Build the stepper state for phase-space point ``(q, p)``, shapes ``[..., dof]``."""
+        ...
+
+    def advance(self, state: State) -> State:
+        """Return the state one step of size ``dt`` later."""
+        ...
+
+    def observe(self, state: State) -> tuple[Tensor, Tensor]:
+        """Return the phase-space point ``(q, p)`` that ``state`` represents."""
+        ...
+
+
+def has_gradient(field: object) -> bool:
+    """True when ``field`` offers callable ``dH_dq`` and ``dH_dp`` (a Hamiltonian field)."""
+    return callable(getattr(field, "dH_dq", None)) and callable(getattr(field, "dH_dp", None))
+
+
+def is_separable(field: object) -> bool:
+    """True when ``field`` declares ``separable = True`` (``H = T(p) + V(q)``)."""
+    return getattr(field, "separable", False) is True
+
+
+def vector_field(field: object) -> FieldFn:
+    """Return ``(q, p) -> (dq/dt, dp/dt)`` for a Hamiltonian field or a `VectorField`.
+
+    For a Hamiltonian field the derivative is built from Hamilton's equations
+    ``dq/dt = ∂H/∂p``, ``dp/dt = −∂H/∂q``; otherwise ``field.time_derivative`` is used.
+    """
+    if has_gradient(field):
+        dH_dq, dH_dp = field.dH_dq, field.dH_dp  # type: ignore[attr-defined]
+
+        def hamilton(q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+            return dH_dp(q, p), -dH_dq(q, p)
+
+        return hamilton
+    derivative = getattr(field, "time_derivative", None)
+    if not callable(derivative):
+        raise IntegratorError(
+            f"field of type {type(field).__name__} has neither dH_dq/dH_dp nor time_derivative; "
+            "expected a HamiltonianField or a VectorField"
+        )
+    return derivative
+
+
+def _kinds(field: object) -> str:
+    if has_gradient(field):
+        return "separable Hamiltonian" if is_separable(field) else "non-separable Hamiltonian"
+    return "non-Hamiltonian (time_derivative only)"
+
+
+@dataclass(frozen=True)
+class Integrator(ABC):
+    """A one-step method for Hamilton's equations on tensors of shape ``[..., dof]``.
+
+    Attributes
+    ----------
+    name : str
+        Registry name (see `hamgrad.integrators.INTEGRATORS`).
+    order : int or None
+        Classical order: the global error after a fixed time is ``O(dt**order)``. ``None`` for
+        adaptive solvers, whose error is set by their tolerances rather than ``dt``.
+    symplectic : bool
+        One `step` is a symplectic map of ``(q, p)`` for every Hamiltonian field it accepts.
+    reversible : bool
+        The method is symmetric: ``step(-dt) ∘ step(dt)`` is the identity.
+    requires_separable : bool
+        Only fields with ``separable = True`` are accepted.
+    requires_gradient : bool
+        Only Hamiltonian fields (``dH_dq``/``dH_dp``) are accepted.
+    force_evals_per_step : float
+        Evaluations of the field per step in a rollout, counting one call of ``dH_dq`` (or of
+        the whole vector field, for methods that need both halves at once) as one.
+    reference : str
+        Citation.
+    """
+
+    name: str
+    order: int | None
+    symplectic: bool
+    reversible: bool
+    requires_separable: bool
+    requires_gradient: bool
+    force_evals_per_step: float
+    reference: str
+
+    #: Names of the fields that `with_options` may change (the method's tunable options).
+    option_names: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def stepper(self, field: object, dt: float, like: Tensor) -> Stepper:
+        """Bind this method to ``field`` and step ``dt``; ``like`` gives dtype and device."""
+
+    def applies_to(self, field: object) -> bool:
+        """Whether this method can integrate ``field``."""
+        if self.requires_gradient and not has_gradient(field):
+            return False
+        if self.requires_separable and not is_separable(field):
+            return False
+        return has_gradient(field) or callable(getattr(field, "time_derivative", None))
+
+    def check_field(self, field: object) -> None:
+        """Raise `IntegratorError` naming the methods that apply if this one does not."""
+        if self.applies_to(field):
+            return
+        # Imported here: the registry is built from the integrator classes defined downstream.
+        from hamgrad.integrators.registry import applicable_methods
+
+        need = "a separable" if self.requires_separable else "a"
+        raise IntegratorError(
+            f"integrator {self.name!r} needs {need} Hamiltonian field (dH_dq/dH_dp), got a "
+            f"{_kinds(field)} field; methods that apply: {', '.join(applicable_methods(field))}"
+        )
+
+    def step(self, field: object, q: Tensor, p: Tensor, dt: float) -> tuple[Tensor, Tensor]:
+        """Advance ``(q, p)`` by one step of size ``dt``.
+
+        Parameters
+        ----------
+        field : HamiltonianField or VectorField
+            The dynamics; see `check_field` for which kinds each method accepts.
+        q, p : Tensor
+            Positions and momenta, shape ``[..., dof]``, floating point, same device.
+        dt : float
+            Step size in the time unit of the field; negative steps integrate backwards.
+
+        Returns
+        -------
+        (Tensor, Tensor)
+            ``(q, p)`` one step later, differentiable with respect to the inputs.
+        """
+        self.check_field(field)
+        stepper = self.stepper(field, check_dt(dt), q)
+        return stepper.observe(stepper.advance(stepper.init(q, p)))
+
+    def with_options(self, **options: Any) -> Integrator:
+        """Return a copy with some of `option_names` changed (validated by ``__post_init__``)."""
+        unknown = sorted(set(options) - set(self.option_names))
+        if unknown:
+            valid = ", ".join(self.option_names) or "none"
+            raise ConfigError(
+                f"integrator {self.name!r} got unknown option(s) {', '.join(unknown)}; "
+                f"valid options: {valid}"
+            )
+        return dataclasses.replace(self, **options) if options else self
+
+
+def check_dt(dt: object) -> float:
+    """Return ``dt`` as a nonzero finite float, else raise `ConfigError`."""
+    value = check_finite("dt", dt)
+    if value == 0.0:
+        raise ConfigError("dt must be a nonzero finite number, got 0")
+    return value

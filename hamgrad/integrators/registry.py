@@ -1,0 +1,104 @@
+"""The registry of integrators: `INTEGRATORS`, `get_integrator` and aliases.
+
+Registered names
+----------------
+Explicit splitting, separable ``H = T(p) + V(q)`` only, symplectic:
+``symplectic-euler`` (1), ``leapfrog`` (2; aliases ``verlet``, ``stormer-verlet``),
+``yoshida4`` (4; alias ``forest-ruth``), ``pefrl`` (4), ``blanes-moan4`` (4), ``blanes-moan6`` (6),
+``yoshida6`` (6), ``mclachlan8`` (8).
+Implicit, any Hamiltonian, symplectic and symmetric: ``implicit-midpoint`` (2), ``gauss4`` (4),
+``gauss6`` (6); options ``tol``, ``max_iter``.
+Explicit, any Hamiltonian, symplectic in the extended phase space only: ``tao2``, ``tao4``;
+option ``omega``.
+Non-symplectic references, any field (also ``time_derivative``-only ones): ``rk4`` and
+``torchdiffeq:<solver>`` for the solvers in `TORCHDIFFEQ_SOLVERS` (``euler``, ``midpoint``,
+``rk4``, ``dopri5``, ``dopri8`` are registered; the others are built on request); options
+``rtol``, ``atol`` for adaptive solvers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hamgrad.errors import unknown_name
+from hamgrad.integrators.base import Integrator
+from hamgrad.integrators.coefficients import BUTCHER_TABLEAUS, SPLITTING_TABLES
+from hamgrad.integrators.explicit_rk import (
+    TORCHDIFFEQ_SOLVERS,
+    ExplicitRKIntegrator,
+    TorchdiffeqIntegrator,
+)
+from hamgrad.integrators.implicit import CollocationIntegrator
+from hamgrad.integrators.splitting import SplittingIntegrator
+from hamgrad.integrators.tao import TaoIntegrator
+
+__all__ = ["ALIASES", "INTEGRATORS", "applicable_methods", "get_integrator"]
+
+_TORCHDIFFEQ_PREFIX = "torchdiffeq:"
+
+
+def _build() -> dict[str, Integrator]:
+    methods: list[Integrator] = [
+        SplittingIntegrator.from_table(t) for t in SPLITTING_TABLES.values()
+    ]
+    methods += [
+        CollocationIntegrator.from_tableau(BUTCHER_TABLEAUS[n])
+        for n in ("implicit-midpoint", "gauss4", "gauss6")
+    ]
+    methods += [TaoIntegrator.of_order(2), TaoIntegrator.of_order(4)]
+    methods.append(ExplicitRKIntegrator.from_tableau(BUTCHER_TABLEAUS["rk4"]))
+    methods += [
+        TorchdiffeqIntegrator.for_solver(s)
+        for s in ("euler", "midpoint", "rk4", "dopri5", "dopri8")
+    ]
+    return {m.name: m for m in methods}
+
+
+#: Every registered integrator by name (default options).
+INTEGRATORS: dict[str, Integrator] = _build()
+
+#: Alternative names accepted by `get_integrator`.
+ALIASES: dict[str, str] = {
+    "verlet": "leapfrog",
+    "stormer-verlet": "leapfrog",
+    "forest-ruth": "yoshida4",
+}
+
+
+def get_integrator(name: str | Integrator, **options: Any) -> Integrator:
+    """Look up an integrator by name, optionally with changed options.
+
+    Parameters
+    ----------
+    name : str or Integrator
+        A key of `INTEGRATORS`, an alias in `ALIASES`, ``"torchdiffeq:<solver>"`` for any solver
+        in `TORCHDIFFEQ_SOLVERS`, or an `Integrator` instance (returned with ``options`` applied).
+    **options
+        Method options, e.g. ``tol=1e-14, max_iter=50`` (implicit), ``omega=20`` (Tao),
+        ``rtol``/``atol`` (adaptive torchdiffeq). Unknown options raise `ConfigError`.
+
+    Returns
+    -------
+    Integrator
+
+    Raises
+    ------
+    ConfigError
+        Unknown name (the message lists the sorted valid names) or option.
+    """
+    if isinstance(name, Integrator):
+        return name.with_options(**options)
+    key = ALIASES.get(name, name)
+    if key in INTEGRATORS:
+        return INTEGRATORS[key].with_options(**options)
+    if isinstance(key, str) and key.startswith(_TORCHDIFFEQ_PREFIX):
+        solver = key[len(_TORCHDIFFEQ_PREFIX) :]
+        if solver in TORCHDIFFEQ_SOLVERS:
+            return TorchdiffeqIntegrator.for_solver(solver).with_options(**options)
+    valid = [*INTEGRATORS, *ALIASES, *(_TORCHDIFFEQ_PREFIX + s for s in TORCHDIFFEQ_SOLVERS)]
+    raise unknown_name("integrator", str(name), sorted(set(valid)))
+
+
+def applicable_methods(field: object) -> list[str]:
+    """Sorted names of the registered integrators that can integrate ``field``."""
+    return sorted(name for name, m in INTEGRATORS.items() if m.applies_to(field))

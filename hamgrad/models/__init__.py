@@ -1,0 +1,77 @@
+"""Learned Hamiltonian models: each a `hamgrad.HamiltonianField` (except the NeuralODE baseline).
+
+Registry `MODELS` (API): name -> class. Every model is built from ``(dof, **hparams)`` with JSON
+hyperparameters; ``model.config()`` and the ``state_dict`` rebuild it (`model_from_config`).
+
+| name | class | structure | default rollout |
+|---|---|---|---|
+| ``gradnet`` | `GradNetHamiltonian` | ∇H = GradNet(q, p) | implicit midpoint |
+| ``separable-gradnet`` | `SeparableGradNetHamiltonian` | ∇V = GradNet, ∇T = mGradNet | Yoshida 4 |
+| ``hnn`` | `HNN` | ∇H = autograd of a scalar MLP | implicit midpoint |
+| ``neural-ode`` | `NeuralODE` | unconstrained MLP vector field | RK4 |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from hamgrad.errors import CheckpointError, unknown_name
+from hamgrad.models.base import HamiltonianModel, LearnedModel
+from hamgrad.models.baselines import HNN, NeuralODE
+from hamgrad.models.gradnet_hamiltonian import GradNetHamiltonian, SeparableGradNetHamiltonian
+from hamgrad.models.normalization import Normalizer, phase_statistics
+
+__all__ = [
+    "HNN",
+    "MODELS",
+    "GradNetHamiltonian",
+    "HamiltonianModel",
+    "LearnedModel",
+    "NeuralODE",
+    "Normalizer",
+    "SeparableGradNetHamiltonian",
+    "get_model",
+    "model_from_config",
+    "phase_statistics",
+]
+
+MODELS: dict[str, type[LearnedModel]] = {
+    cls.name: cls for cls in (GradNetHamiltonian, SeparableGradNetHamiltonian, HNN, NeuralODE)
+}
+
+
+def get_model(name: str, dof: int, generator: torch.Generator | None = None,
+              **hparams: Any) -> LearnedModel:
+    """Build registered model ``name`` for ``dof`` position coordinates.
+
+    ``generator`` draws the initial weights; ``hparams`` are the model's hyperparameters.
+
+    Raises
+    ------
+    ConfigError
+        Unknown name (message lists the valid ones) or unknown / invalid hyperparameter.
+    """
+    if name not in MODELS:
+        raise unknown_name("model", name, MODELS)
+    return MODELS[name](dof, generator, **hparams)
+
+
+def model_from_config(config: Mapping[str, Any]) -> LearnedModel:
+    """Rebuild an (untrained) model from ``model.config()``; then load its ``state_dict``.
+
+    Raises
+    ------
+    CheckpointError
+        The config lacks ``name`` / ``dof`` / ``hparams`` or names an unknown model.
+    """
+    missing = [k for k in ("name", "dof", "hparams") if k not in config]
+    if missing:
+        raise CheckpointError(f"model config lacks field {missing[0]!r}; expected name, dof, "
+                              f"hparams, got keys {sorted(config)}")
+    if config["name"] not in MODELS:
+        raise CheckpointError(f"checkpoint names unknown model {config['name']!r}; expected one "
+                              f"of: {', '.join(sorted(MODELS))}")
+    return get_model(config["name"], int(config["dof"]), **dict(config["hparams"]))

@@ -1,0 +1,86 @@
+"""Baselines trained and evaluated exactly like the GradNet models.
+
+- `HNN`: a scalar MLP ``H(q, p)`` whose gradient comes from autograd (Greydanus, Dzamba &
+  Yosinski, "Hamiltonian Neural Networks", NeurIPS 2019). Training differentiates through that
+  gradient, i.e. a second backward pass: the cost GradNets avoid.
+- `NeuralODE`: an unconstrained MLP vector field (Chen et al., "Neural Ordinary Differential
+  Equations", NeurIPS 2018). Not Hamiltonian, so it offers only ``time_derivative`` and is
+  rolled out with non-symplectic methods only.
+
+Both use the same normalisation as `hamgrad.models.GradNetHamiltonian`, so a comparison
+isolates the network structure.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from torch import Tensor
+
+from hamgrad.models.base import LearnedModel, build_net, no_energy
+from hamgrad.models.gradnet_hamiltonian import GradNetHamiltonian
+
+__all__ = ["HNN", "NeuralODE"]
+
+
+class HNN(GradNetHamiltonian):
+    """Hamiltonian neural network: ``∇H`` is the autograd gradient of a scalar MLP ``c * F(z)``.
+
+    The field is `hamgrad.nets.ScalarGradient`, whose gradient keeps its graph, so a loss on it
+    trains by double backprop (and it also works under ``torch.no_grad``).
+
+    Parameters
+    ----------
+    dof : int
+        Position coordinates; the MLP reads ``2 * dof`` inputs.
+    hidden, depth : int
+        Width and number of hidden layers of the scalar MLP.
+    activation : str or None
+        MLP activation (``None``: the net's smooth default).
+    normalize : bool
+        Fit normalisation on the training split.
+    """
+
+    name = "hnn"
+    defaults: ClassVar[dict] = {"hidden": 64, "depth": 3, "activation": None, "normalize": True,
+                                "net": "scalar-grad"}
+    allowed_nets: ClassVar[tuple[str, ...]] = ("scalar-grad",)
+
+    def energy(self, q: Tensor, p: Tensor) -> Tensor:
+        """The scalar network itself, ``c * F(z)``; shape ``[...]``."""
+        return self.normalizer.energy_scale * self.net.scalar(self.normalizer.encode(q, p))
+
+
+class NeuralODE(LearnedModel):
+    """Unconstrained MLP vector field, scaled like a Hamiltonian model's.
+
+    ``(dq/dt, dp/dt) = ((c/sigma_p) ⊙ m_p(z), -(c/sigma_q) ⊙ m_q(z))`` with ``m`` an MLP on the
+    normalised state: the same units as `GradNetHamiltonian`, without the gradient structure.
+
+    Parameters
+    ----------
+    dof : int
+        Position coordinates.
+    hidden, depth, activation, normalize
+        As in `HNN`.
+    """
+
+    name = "neural-ode"
+    defaults: ClassVar[dict] = {"hidden": 64, "depth": 3, "activation": None, "normalize": True}
+    default_integrator = "rk4"
+    hamiltonian = False
+
+    def __init__(self, dof: int, generator=None, **hparams) -> None:
+        super().__init__(dof, generator, **hparams)
+        h = self.hparams
+        self.net = build_net("mlp", 2 * dof, h["hidden"], h["depth"], h["activation"], ("mlp",),
+                             generator)
+
+    def time_derivative(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+        """``(dq/dt, dp/dt)``, shapes ``[..., dof]``."""
+        m = self.net(self.normalizer.encode(q, p)) * self.normalizer.gradient_factor()
+        return m[..., self.dof :], -m[..., : self.dof]
+
+    def energy(self, q: Tensor, p: Tensor) -> Tensor:
+        """Always raises: a NeuralODE learns no Hamiltonian."""
+        raise no_energy(self)

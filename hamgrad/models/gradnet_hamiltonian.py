@@ -1,0 +1,138 @@
+"""Hamiltonians whose gradient is a gradient network (Chaudhari, Pranav & Moura 2025).
+
+The network outputs ∇H directly, so the vector field ``(∂H/∂p, -∂H/∂q)`` costs one forward pass
+and training one backward pass: no derivative of the network is taken (unlike an HNN).
+
+References
+----------
+S. Chaudhari, S. Pranav, J. M. F. Moura, "Gradient Networks", IEEE Trans. Signal Processing
+73:324-339, 2025 (arXiv:2404.07361), section on Hamiltonian dynamics.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from torch import Tensor
+
+from hamgrad.models.base import HamiltonianModel, build_net
+
+__all__ = ["GRADNETS", "GradNetHamiltonian", "SeparableGradNetHamiltonian"]
+
+#: The gradient networks of the paper (weight-tied, no autograd inside): the nets a GradNet
+#: model accepts. Autograd-based gradients (``scalar-grad``, ``icnn-grad``) would reintroduce
+#: double backprop, which is what `hamgrad.models.HNN` is for.
+GRADNETS = ("gradnet-c", "gradnet-m", "mgradnet-c", "mgradnet-m")
+
+
+def monotone_gradnets() -> tuple[str, ...]:
+    """The entries of `GRADNETS` whose class declares ``monotone`` (gradients of convex F)."""
+    from hamgrad.nets import NETS
+
+    return tuple(n for n in GRADNETS if n in NETS and NETS[n].monotone)
+
+
+def net_potential(net, z: Tensor) -> Tensor:
+    """Scalar potential ``F(z) - F(0)`` of gradient net ``net``: ``[..., d] -> [...]``."""
+    from hamgrad.nets import potential
+
+    return potential(net, z)
+
+
+class GradNetHamiltonian(HamiltonianModel):
+    """``∇H(x) = (c / sigma) ⊙ g((x - mu) / sigma)``, ``g`` a gradient network, ``x = (q, p)``.
+
+    Non-separable, so it is rolled out with implicit (midpoint, Gauss) or Tao methods; its
+    Jacobian ``∂(∇H)/∂x`` is symmetric, so the vector field is exactly ``J · S`` with ``S``
+    symmetric.
+
+    Parameters
+    ----------
+    dof : int
+        Position coordinates; the network acts on ``2 * dof`` inputs.
+    net : str
+        One of `GRADNETS` (default ``gradnet-c``; Hamiltonians are rarely convex).
+    hidden, depth : int
+        Width and number of layers (cascade) or modules (modular).
+    activation : str or None
+        Passed to the net; ``None`` keeps its default learnable activation.
+    normalize : bool
+        Fit mean / scale / energy scale on the training split (see
+        `hamgrad.models.normalization`).
+    """
+
+    name = "gradnet"
+    defaults: ClassVar[dict] = {"net": "gradnet-c", "hidden": 64, "depth": 4,
+                                "activation": None, "normalize": True}
+    default_integrator = "implicit-midpoint"
+    separable = False
+    allowed_nets: ClassVar[tuple[str, ...]] = GRADNETS
+
+    def __init__(self, dof: int, generator=None, **hparams) -> None:
+        super().__init__(dof, generator, **hparams)
+        h = self.hparams
+        self.net = build_net(h["net"], 2 * dof, h["hidden"], h["depth"], h["activation"],
+                             self.allowed_nets, generator)
+
+    def grad_H(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+        """``(∂H/∂q, ∂H/∂p)`` from one network evaluation; shapes ``[..., dof]``."""
+        g = self.net(self.normalizer.encode(q, p)) * self.normalizer.gradient_factor()
+        return g[..., : self.dof], g[..., self.dof :]
+
+    def energy(self, q: Tensor, p: Tensor) -> Tensor:
+        """``c * F(z)`` with ``F`` the net's line-integral potential (``F(0) = 0``); ``[...]``."""
+        return self.normalizer.energy_scale * net_potential(self.net, self.normalizer.encode(q, p))
+
+
+class SeparableGradNetHamiltonian(HamiltonianModel):
+    """``H = V(q) + T(p)``: ``∂H/∂q`` a GradNet of ``q``, ``∂H/∂p`` an mGradNet of ``p``.
+
+    The kinetic energy ``T`` is convex by construction (a monotone gradient network), the
+    potential ``V`` is general. ``dH_dq`` reads only ``q`` and ``dH_dp`` only ``p``, so explicit
+    splitting methods (leapfrog, Yoshida) apply and conserve a modified energy.
+
+    Parameters
+    ----------
+    dof : int
+        Position coordinates; each net acts on ``dof`` inputs.
+    potential_net : str
+        One of `GRADNETS` for ∇V (default ``gradnet-c``).
+    kinetic_net : str
+        A monotone entry of `GRADNETS` for ∇T (default ``mgradnet-c``).
+    hidden, depth, activation, normalize
+        As in `GradNetHamiltonian`, shared by both nets.
+    """
+
+    name = "separable-gradnet"
+    defaults: ClassVar[dict] = {"potential_net": "gradnet-c", "kinetic_net": "mgradnet-c",
+                                "hidden": 64, "depth": 4, "activation": None, "normalize": True}
+    default_integrator = "yoshida4"
+    separable = True
+
+    def __init__(self, dof: int, generator=None, **hparams) -> None:
+        super().__init__(dof, generator, **hparams)
+        h = self.hparams
+        self.potential_net = build_net(h["potential_net"], dof, h["hidden"], h["depth"],
+                                       h["activation"], GRADNETS, generator)
+        self.kinetic_net = build_net(h["kinetic_net"], dof, h["hidden"], h["depth"],
+                                     h["activation"], monotone_gradnets(), generator)
+
+    def dH_dq(self, q: Tensor, p: Tensor) -> Tensor:
+        """∇V(q), shape ``[..., dof]``; does not read ``p``."""
+        factor = self.normalizer.gradient_factor()[: self.dof]
+        return self.potential_net(self.normalizer.encode_q(q)) * factor
+
+    def dH_dp(self, q: Tensor, p: Tensor) -> Tensor:
+        """∇T(p), shape ``[..., dof]``; does not read ``q``."""
+        factor = self.normalizer.gradient_factor()[self.dof :]
+        return self.kinetic_net(self.normalizer.encode_p(p)) * factor
+
+    def grad_H(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+        """``(∇V(q), ∇T(p))``, shapes ``[..., dof]``."""
+        return self.dH_dq(q, p), self.dH_dp(q, p)
+
+    def energy(self, q: Tensor, p: Tensor) -> Tensor:
+        """``c * (V(xi) + T(eta))`` from the two line-integral potentials; shape ``[...]``."""
+        n = self.normalizer
+        return n.energy_scale * (net_potential(self.potential_net, n.encode_q(q))
+                                 + net_potential(self.kinetic_net, n.encode_p(p)))

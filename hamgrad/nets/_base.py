@@ -1,0 +1,65 @@
+"""Common base of every net in `hamgrad.nets`: the ``R^d -> R^d`` contract and its checks."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from hamgrad.errors import HamgradError, check_finite, check_positive_int
+
+__all__ = ["FieldNet", "uniform_"]
+
+
+def uniform_(shape: tuple[int, ...], bound: float, generator: torch.Generator | None) -> Tensor:
+    """A tensor of ``shape`` drawn from U(−bound, bound) with ``generator`` (default dtype)."""
+    return torch.empty(shape).uniform_(-bound, bound, generator=generator)
+
+
+class FieldNet(nn.Module):
+    """A network ``f: R^dim -> R^dim`` applied over any leading batch shape.
+
+    Subclasses set the class attributes and implement ``_field(x)`` for ``x`` of shape
+    ``[..., dim]``; `forward` checks the input first.
+
+    Attributes
+    ----------
+    dim : int
+        Input and output width.
+    monotone : bool
+        The Jacobian is symmetric positive semidefinite everywhere (f = ∇F with F convex).
+    is_gradient : bool
+        The Jacobian is symmetric everywhere (f = ∇F for some scalar F).
+    """
+
+    monotone: ClassVar[bool] = False
+    is_gradient: ClassVar[bool] = True
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.dim = check_positive_int("dim", dim)
+        self.hidden = check_positive_int("hidden", hidden)
+
+    @staticmethod
+    def _check_scale(name: str, value: float) -> float:
+        return check_finite(name, value, positive=True)
+
+    def _check_input(self, x: Tensor) -> None:
+        if not isinstance(x, Tensor):
+            raise HamgradError(
+                f"{type(self).__name__}: x must be a torch.Tensor, got {type(x).__name__}"
+            )
+        if x.ndim == 0 or x.shape[-1] != self.dim:
+            raise HamgradError(
+                f"{type(self).__name__}: x must have shape [..., dim] with dim={self.dim}, "
+                f"got shape {tuple(x.shape)}"
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Evaluate the field at ``x`` ``[..., dim]``; returns ``[..., dim]``."""
+        self._check_input(x)
+        return self._field(x)
+
+    def _field(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError

@@ -1,0 +1,233 @@
+"""Activations for gradient networks, and their registry `ACTIVATIONS`.
+
+A GradNet stays a gradient map only if its activation is itself a gradient map: every
+element-wise map is (it is the derivative of its antiderivative), and a vector map such as
+softmax is when it equals ∇φ for a scalar φ (softmax = ∇ logsumexp). It is *monotone*
+(the gradient of a convex φ) when the element-wise map is nondecreasing, or φ is convex.
+
+Each registry entry says which of these properties it has, so a net can refuse an activation
+that would break its guarantee (a monotone net with ``sin``, a cascade with ``softmax``).
+
+The two learnable activations follow Chaudhari, Pranav & Moura, "Gradient Networks",
+IEEE TSP 73 (2025), arXiv:2404.07361, Sec. on GradNet-C/M and their public code
+(SPronav/GradientNetworks):
+
+- ``tanh-mix``: σ(z) = a·tanh z + b·(z − tanh z), per unit. Monotone form: a, b = softplus(·) ≥ 0,
+  so σ' = a·sech²z + b·tanh²z > 0 and σ grows linearly (quadratic potentials stay reachable).
+  Free form: σ(z) = a·tanh z − b·(z − tanh z) with a, b unconstrained.
+- ``softmax-mix``: σ(z) = a·softmax(z) − b·softmin(z) = ∇[a·LSE(z) + b·LSE(−z)], one scalar a, b
+  per activation; monotone when a, b = softplus(·) ≥ 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hamgrad.errors import ConfigError, check_positive_int, unknown_name
+
+__all__ = [
+    "ACTIVATIONS",
+    "ActivationSpec",
+    "Elementwise",
+    "SoftmaxMix",
+    "TanhMix",
+    "VectorSoftmax",
+    "get_activation",
+]
+
+
+def _identity(z: Tensor) -> Tensor:
+    return z
+
+
+def _tanhshrink(z: Tensor) -> Tensor:
+    # The linear tail z - tanh z is what lets the mix fit linearly growing gradient fields.
+    return z - torch.tanh(z)
+
+
+class Elementwise(nn.Module):
+    """A fixed element-wise activation ``σ(z)`` applied to ``[..., width]`` (no parameters)."""
+
+    def __init__(self, name: str, fn: Callable[[Tensor], Tensor]) -> None:
+        super().__init__()
+        self.name = name
+        self.fn = fn
+
+    def forward(self, z: Tensor) -> Tensor:
+        """Return ``σ(z)``, same shape as ``z``."""
+        return self.fn(z)
+
+    def extra_repr(self) -> str:
+        return self.name
+
+
+class VectorSoftmax(nn.Module):
+    """Softmax over the last axis: ∇ logsumexp, a monotone vector gradient map."""
+
+    def forward(self, z: Tensor) -> Tensor:
+        """Return ``softmax(z)`` over the last axis of ``z`` ``[..., width]``."""
+        return torch.softmax(z, dim=-1)
+
+
+def _positive_or_free(raw: Tensor, monotone: bool) -> Tensor:
+    # Non-negativity by softplus, not clamping: clamping zeroes the gradient and gets stuck.
+    return F.softplus(raw) if monotone else raw
+
+
+class TanhMix(nn.Module):
+    """Learnable per-unit tanh mix ``a·tanh z ± b·(z − tanh z)`` (2·width parameters).
+
+    Parameters
+    ----------
+    width : int
+        Number of units (last axis of the input).
+    monotone : bool
+        If True, ``a, b = softplus(raw) ≥ 0`` and ``σ(z) = a·tanh z + b·(z − tanh z)``, which is
+        strictly increasing. If False, ``σ(z) = a·tanh z − b·(z − tanh z)`` with free a, b.
+    """
+
+    def __init__(self, width: int, monotone: bool) -> None:
+        super().__init__()
+        self.monotone = monotone
+        # Start tanh-dominated (a > b): with a = b the monotone form is exactly linear (σ(z) = a z),
+        # which makes the whole net affine at initialisation.
+        a0, b0 = (1.0, -1.0) if monotone else (1.0, 0.1)
+        self.a = nn.Parameter(torch.full((width,), a0))
+        self.b = nn.Parameter(torch.full((width,), b0))
+
+    def forward(self, z: Tensor) -> Tensor:
+        """Apply σ element-wise to ``z`` ``[..., width]``."""
+        a = _positive_or_free(self.a, self.monotone)
+        b = _positive_or_free(self.b, self.monotone)
+        sign = 1.0 if self.monotone else -1.0
+        return a * torch.tanh(z) + sign * b * _tanhshrink(z)
+
+
+class SoftmaxMix(nn.Module):
+    """Learnable ``a·softmax(z) − b·softmin(z)`` over the last axis (2 scalar parameters).
+
+    It equals ∇[a·LSE(z) + b·LSE(−z)], a gradient for any a, b, and monotone (LSE is convex)
+    when ``monotone`` puts a, b through softplus.
+    """
+
+    def __init__(self, width: int, monotone: bool) -> None:
+        super().__init__()
+        del width  # one scalar pair per activation, as in the authors' configuration
+        self.monotone = monotone
+        self.a = nn.Parameter(torch.tensor(0.5))
+        self.b = nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, z: Tensor) -> Tensor:
+        """Apply σ to ``z`` ``[..., width]`` (mixes units along the last axis)."""
+        a = _positive_or_free(self.a, self.monotone)
+        b = _positive_or_free(self.b, self.monotone)
+        return a * torch.softmax(z, dim=-1) - b * torch.softmax(-z, dim=-1)
+
+
+@dataclass(frozen=True)
+class ActivationSpec:
+    """A registry entry: how to build an activation and what it guarantees.
+
+    Attributes
+    ----------
+    build : callable ``(width, monotone) -> nn.Module``
+        Builds the activation for ``width`` units; ``monotone`` selects the nondecreasing form of
+        learnable activations (ignored by fixed ones).
+    monotone : bool
+        The activation (in its monotone form) is the gradient of a convex function.
+    elementwise : bool
+        Acts unit by unit (required by the cascade GradNet-C and by MLP baselines).
+    convex : bool
+        The element-wise map is itself convex and nondecreasing (required by the ICNN).
+    learnable : bool
+        Has trainable parameters.
+    """
+
+    build: Callable[[int, bool], nn.Module]
+    monotone: bool
+    elementwise: bool
+    convex: bool = False
+    learnable: bool = False
+
+
+def _fixed(name: str, fn: Callable[[Tensor], Tensor]) -> Callable[[int, bool], nn.Module]:
+    return lambda width, monotone: Elementwise(name, fn)
+
+
+ACTIVATIONS: dict[str, ActivationSpec] = {
+    "tanh-mix": ActivationSpec(TanhMix, monotone=True, elementwise=True, learnable=True),
+    "softmax-mix": ActivationSpec(SoftmaxMix, monotone=True, elementwise=False, learnable=True),
+    "tanh": ActivationSpec(_fixed("tanh", torch.tanh), monotone=True, elementwise=True),
+    "softplus": ActivationSpec(
+        _fixed("softplus", F.softplus), monotone=True, elementwise=True, convex=True
+    ),
+    "sigmoid": ActivationSpec(_fixed("sigmoid", torch.sigmoid), monotone=True, elementwise=True),
+    "identity": ActivationSpec(
+        _fixed("identity", _identity), monotone=True, elementwise=True, convex=True
+    ),
+    "sin": ActivationSpec(_fixed("sin", torch.sin), monotone=False, elementwise=True),
+    "gelu": ActivationSpec(_fixed("gelu", F.gelu), monotone=False, elementwise=True),
+    "silu": ActivationSpec(_fixed("silu", F.silu), monotone=False, elementwise=True),
+    "softmax": ActivationSpec(lambda w, m: VectorSoftmax(), monotone=True, elementwise=False),
+}
+"""Activation name -> `ActivationSpec`. Every entry is smooth (C^∞): no ReLU, whose Jacobian is
+piecewise constant and whose second derivative (needed by the autograd baselines) is zero."""
+
+
+def get_activation(
+    name: str,
+    width: int,
+    *,
+    monotone: bool,
+    elementwise: bool = False,
+    convex: bool = False,
+    owner: str = "net",
+) -> nn.Module:
+    """Build activation ``name`` for ``width`` units, checking it suits the net that asks.
+
+    Parameters
+    ----------
+    name : str
+        Key of `ACTIVATIONS`.
+    width : int
+        Number of units.
+    monotone : bool
+        The net must stay monotone: refuse activations that cannot be nondecreasing, and build
+        learnable ones in their nonnegative form.
+    elementwise, convex : bool
+        Require an element-wise (resp. convex nondecreasing) activation.
+    owner : str
+        Name of the asking net, for the error message.
+
+    Raises
+    ------
+    ConfigError
+        Unknown name, or an activation lacking a required property.
+    """
+    if name not in ACTIVATIONS:
+        raise unknown_name("activation", name, ACTIVATIONS)
+    check_positive_int("width", width)
+    spec = ACTIVATIONS[name]
+    for needed, has, what in (
+        (monotone, spec.monotone, "a monotone (nondecreasing) activation"),
+        (elementwise, spec.elementwise, "an element-wise activation"),
+        (convex, spec.convex and spec.monotone, "a convex nondecreasing activation"),
+    ):
+        if needed and not has:
+            valid = sorted(
+                n
+                for n, s in ACTIVATIONS.items()
+                if (s.monotone or not monotone)
+                and (s.elementwise or not elementwise)
+                and (s.convex or not convex)
+            )
+            raise ConfigError(
+                f"{owner}: activation={name!r} is not {what}; expected one of: {', '.join(valid)}"
+            )
+    return spec.build(width, monotone)
+

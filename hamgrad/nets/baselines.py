@@ -1,0 +1,189 @@
+"""Baselines with the GradNet call signature: ``x [..., d] -> [..., d]``.
+
+- `MLPField`: an unconstrained MLP, not a gradient (its Jacobian is not symmetric).
+- `ScalarGradient`: the autograd gradient of a scalar MLP, the approach of Hamiltonian Neural
+  Networks (Greydanus, Dzamba & Yosinski, NeurIPS 2019). Training differentiates through that
+  gradient, i.e. it needs double backprop.
+- `ICNNGradient`: the autograd gradient of an input-convex neural network (Amos, Xu & Kolter,
+  "Input Convex Neural Networks", ICML 2017): a monotone baseline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hamgrad.errors import check_positive_int
+from hamgrad.nets._base import FieldNet, uniform_
+from hamgrad.nets.activations import get_activation
+
+__all__ = ["ICNNGradient", "MLPField", "ScalarGradient"]
+
+
+def _linear(n_in: int, n_out: int, g: torch.Generator | None, bias: bool = True) -> nn.Linear:
+    # PyTorch's default Linear init, drawn from an explicit generator.
+    layer = nn.Linear(n_in, n_out, bias=bias)
+    bound = 1.0 / math.sqrt(n_in)
+    with torch.no_grad():
+        layer.weight.copy_(uniform_((n_out, n_in), bound, g))
+        if bias:
+            layer.bias.copy_(uniform_((n_out,), bound, g))
+    return layer
+
+
+def _mlp(
+    n_in: int, hidden: int, layers: int, n_out: int, activation: str, owner: str,
+    g: torch.Generator | None, out_bias: bool = True,
+) -> nn.Sequential:
+    widths = [n_in] + [hidden] * layers
+    blocks: list[nn.Module] = []
+    for a, b in itertools.pairwise(widths):
+        blocks.append(_linear(a, b, g))
+        blocks.append(get_activation(activation, b, monotone=False, elementwise=True, owner=owner))
+    blocks.append(_linear(hidden, n_out, g, bias=out_bias))
+    return nn.Sequential(*blocks)
+
+
+class MLPField(FieldNet):
+    """Unconstrained MLP ``R^d -> R^d`` with ``layers`` hidden layers of width ``hidden``.
+
+    Not a gradient: no potential exists, and `hamgrad.nets.potential` refuses it.
+
+    Parameters
+    ----------
+    dim, hidden, layers : int
+        Input/output width, hidden width, number of hidden layers.
+    activation : str
+        An element-wise entry of `hamgrad.nets.activations.ACTIVATIONS`.
+    generator : torch.Generator, optional
+        Source of the initial weights.
+    """
+
+    monotone = False
+    is_gradient = False
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: int = 64,
+        layers: int = 2,
+        activation: str = "tanh",
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(dim, hidden)
+        self.layers = check_positive_int("layers", layers)
+        self.net = _mlp(dim, hidden, layers, dim, activation, type(self).__name__, generator)
+
+    def _field(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class _AutogradGradient(FieldNet):
+    """A field defined as the autograd gradient of a scalar network `scalar`.
+
+    `forward` uses `torch.func.grad`, which composes with everything a caller may wrap around it:
+    ordinary backprop to the weights (the gradient keeps its graph, so a loss on it trains the
+    net by double backprop), evaluation under `torch.no_grad` (a function transform enables its
+    own autograd), and `torch.func` transforms such as `vmap`/`jacrev`.
+    """
+
+    def scalar(self, x: Tensor) -> Tensor:
+        """The scalar potential ``F(x)``: ``[..., dim] -> [...]``."""
+        self._check_input(x)
+        return self._scalar(x)
+
+    def _scalar(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _field(self, x: Tensor) -> Tensor:
+        # Samples are independent, so ∇ of the batch sum is the per-sample gradient.
+        return torch.func.grad(lambda y: self._scalar(y).sum())(x)
+
+
+class ScalarGradient(_AutogradGradient):
+    """``f = ∇F`` with ``F`` a scalar MLP (the HNN approach; Greydanus et al. 2019).
+
+    Parameters
+    ----------
+    dim, hidden, layers : int
+        Input width, hidden width, number of hidden layers of the scalar MLP.
+    activation : str
+        An element-wise entry of `ACTIVATIONS`; it must be smooth, since training uses its
+        second derivative.
+    generator : torch.Generator, optional
+        Source of the initial weights.
+    """
+
+    monotone = False
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: int = 64,
+        layers: int = 2,
+        activation: str = "tanh",
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(dim, hidden)
+        self.layers = check_positive_int("layers", layers)
+        # No output bias: a constant in F does not change ∇F, so it would be a dead parameter.
+        self.net = _mlp(
+            dim, hidden, layers, 1, activation, type(self).__name__, generator, out_bias=False
+        )
+
+    def _scalar(self, x: Tensor) -> Tensor:
+        return self.net(x).squeeze(-1)
+
+
+class ICNNGradient(_AutogradGradient):
+    """``f = ∇F`` with ``F`` a fully input-convex network (Amos, Xu & Kolter, ICML 2017).
+
+    ``z_1 = σ(A_1 x + c_1)``, ``z_{k+1} = σ(softplus(U_k) z_k + A_{k+1} x + c_{k+1})``,
+    ``F = softplus(u)ᵀ z_L + aᵀx``. With σ convex and nondecreasing and the z-path weights
+    nonnegative, F is convex, so f is monotone. Nonnegativity is by softplus, not clipping.
+
+    Parameters
+    ----------
+    dim, hidden, layers : int
+        Input width, hidden width, number of hidden layers L.
+    activation : str
+        A convex nondecreasing element-wise entry of `ACTIVATIONS` (``softplus``; ReLU is excluded
+        because its second derivative vanishes, which would stall double-backprop training).
+    generator : torch.Generator, optional
+        Source of the initial weights.
+    """
+
+    monotone = True
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: int = 64,
+        layers: int = 2,
+        activation: str = "softplus",
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(dim, hidden)
+        self.layers = check_positive_int("layers", layers)
+        h = hidden
+        self.A = nn.ModuleList(_linear(dim, h, generator) for _ in range(layers))
+        # Raw z-path weights near log(1/h): softplus(raw) ≈ 1/h keeps activations O(1) at init.
+        raw0 = -math.log(h)
+        self.U = nn.ParameterList(
+            nn.Parameter(raw0 + uniform_((h, h), 0.5, generator)) for _ in range(layers - 1)
+        )
+        self.u = nn.Parameter(raw0 + uniform_((h,), 0.5, generator))
+        self.a = nn.Parameter(uniform_((dim,), 1.0 / math.sqrt(dim), generator))
+        self.act = get_activation(
+            activation, h, monotone=True, elementwise=True, convex=True, owner=type(self).__name__
+        )
+
+    def _scalar(self, x: Tensor) -> Tensor:
+        z = self.act(self.A[0](x))
+        for U, A in zip(self.U, self.A[1:], strict=True):
+            z = self.act(F.linear(z, F.softplus(U)) + A(x))
+        return z @ F.softplus(self.u) + x @ self.a

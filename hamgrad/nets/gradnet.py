@@ -1,0 +1,194 @@
+"""Gradient networks GradNet-C, mGradNet-C, GradNet-M and mGradNet-M.
+
+S. Chaudhari, S. Pranav, J. M. F. Moura, "Gradient Networks", IEEE Transactions on Signal
+Processing 73:324–339 (2025), arXiv:2404.07361; precursor "Learning Gradients of Convex Functions
+with Monotone Gradient Networks", ICASSP 2023, arXiv:2301.10862. Details the text leaves open
+(initialisation ranges, one scalar pair per softmax mix) follow the authors' public code
+(SPronav/GradientNetworks); the code here is our own.
+
+Each net maps ``x`` ``[..., d]`` to ``f(x)`` ``[..., d]`` with ``f = ∇F`` by construction: the
+input weight is reused, transposed, at the output, so the Jacobian is ``Σ Wᵀ D W`` with ``D``
+symmetric (diagonal for element-wise activations). The monotone versions keep ``D ⪰ 0``
+(softplus scales and nondecreasing activations) so ``F`` is convex.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hamgrad.errors import check_positive_int
+from hamgrad.nets._base import FieldNet, uniform_
+from hamgrad.nets.activations import get_activation
+
+__all__ = ["GradNetC", "GradNetM", "MGradNetC", "MGradNetM"]
+
+
+def _scale_init(shape: tuple[int, ...], monotone: bool, g: torch.Generator | None) -> Tensor:
+    # Monotone nets read scales through softplus: raw U(0, 1) gives scales in (0.69, 1.31).
+    # Free nets use raw scales of both signs, U(-1, 1).
+    raw = torch.empty(shape).uniform_(0.0, 1.0, generator=g)
+    return raw if monotone else 2.0 * raw - 1.0
+
+
+class _Cascade(FieldNet):
+    """GradNet-C family: one shared ``W ∈ R^{h×d}``, L layers of per-unit scales.
+
+    ``z_1 = β_1 ⊙ (Wx + b_1)``, ``z_l = β_l ⊙ (Wx + b_l) + α_{l−1} ⊙ σ_{l−1}(z_{l−1})``,
+    ``f(x) = Wᵀ(α_L ⊙ σ_L(z_L)) + b_out``. Every ``z_l`` depends on x only through ``u = Wx``
+    unit by unit, so ``∂f/∂x = Wᵀ diag(α_L σ_L'(z_L) ∂z_L/∂u) W`` is symmetric. Parameters with the
+    ``tanh-mix`` activation: ``h·d + 5·L·h + d`` (with a fixed activation: ``h·d + 3·L·h + d``).
+
+    Parameters
+    ----------
+    dim : int
+        d, the input/output width.
+    hidden : int
+        h, the number of ridge units.
+    layers : int
+        L, the cascade depth.
+    activation : str
+        Name in `hamgrad.nets.activations.ACTIVATIONS`; must be element-wise (a vector activation
+        breaks the diagonal structure) and, for the monotone net, nondecreasing.
+    init_scale : float
+        ``W`` is drawn from U(−s/√d, s/√d).
+    generator : torch.Generator, optional
+        Source of the initial weights (torch's global generator if None).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: int = 64,
+        layers: int = 4,
+        activation: str = "tanh-mix",
+        init_scale: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(dim, hidden)
+        self.layers = check_positive_int("layers", layers)
+        scale = self._check_scale("init_scale", init_scale)
+        h, d, L = hidden, dim, layers
+        self.W = nn.Parameter(uniform_((h, d), scale / math.sqrt(d), generator))
+        self.b = nn.Parameter(uniform_((L, h), 1.0 / math.sqrt(d), generator))
+        self.alpha = nn.Parameter(_scale_init((L, h), self.monotone, generator))
+        self.beta = nn.Parameter(_scale_init((L, h), self.monotone, generator))
+        self.b_out = nn.Parameter(uniform_((d,), 1.0 / math.sqrt(h), generator))
+        self.act = nn.ModuleList(
+            get_activation(
+                activation, h, monotone=self.monotone, elementwise=True, owner=type(self).__name__
+            )
+            for _ in range(L)
+        )
+
+    def _scales(self) -> tuple[Tensor, Tensor]:
+        if self.monotone:
+            return F.softplus(self.alpha), F.softplus(self.beta)
+        return self.alpha, self.beta
+
+    def _field(self, x: Tensor) -> Tensor:
+        alpha, beta = self._scales()
+        u = F.linear(x, self.W)  # Wx, shared by every layer
+        z = beta[0] * (u + self.b[0])
+        for l in range(1, self.layers):
+            z = beta[l] * (u + self.b[l]) + alpha[l - 1] * self.act[l - 1](z)
+        out = alpha[-1] * self.act[-1](z)
+        return out @ self.W + self.b_out  # Wᵀ(·): the same W, so the Jacobian is symmetric
+
+
+class GradNetC(_Cascade):
+    """GradNet-C: cascade gradient network, ``f = ∇F`` for any smooth ``F = Σ_i G_i(w_iᵀx)``.
+
+    Scales α, β are unconstrained; the default activation is the free ``tanh-mix``.
+    See `_Cascade` for the parameters and the construction.
+    """
+
+    monotone = False
+
+
+class MGradNetC(_Cascade):
+    """mGradNet-C: monotone cascade, ``f = ∇F`` with F convex (Jacobian symmetric PSD).
+
+    Scales α, β pass through softplus and the activation must be nondecreasing (default: the
+    monotone ``tanh-mix``). See `_Cascade` for the parameters and the construction.
+    """
+
+    monotone = True
+
+
+class _Modular(FieldNet):
+    """GradNet-M family: a weighted sum of K modules with their own ``W_k ∈ R^{h×d}``.
+
+    ``module_k(x) = W_kᵀ σ_k(softplus(β_k)·(W_k x + b_k))`` and
+    ``f(x) = Σ_k a_k module_k(x) + b_out`` with ``a_k = softplus(α_k)`` (monotone) or ``α_k``
+    (general). The Jacobian of module k is
+    ``softplus(β_k) W_kᵀ ∇σ_k W_k``, symmetric because σ_k is a gradient map (vector maps such as
+    the softmax mix are allowed). Parameters with ``softmax-mix``: ``K(h·d + h + 3) + K + d``
+    (with a fixed activation: ``K(h·d + h + 1) + K + d``).
+
+    Parameters
+    ----------
+    dim : int
+        d, the input/output width.
+    hidden : int
+        h, the width of each module.
+    modules : int
+        K, the number of modules.
+    activation : str
+        Name in `hamgrad.nets.activations.ACTIVATIONS` (nondecreasing for the monotone net).
+    init_scale : float
+        Each ``W_k`` is drawn from U(−s/√d, s/√d).
+    generator : torch.Generator, optional
+        Source of the initial weights (torch's global generator if None).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: int = 64,
+        modules: int = 4,
+        activation: str = "softmax-mix",
+        init_scale: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(dim, hidden)
+        self.n_modules = check_positive_int("modules", modules)
+        scale = self._check_scale("init_scale", init_scale)
+        h, d, K = hidden, dim, modules
+        self.W = nn.Parameter(uniform_((K, h, d), scale / math.sqrt(d), generator))
+        self.b = nn.Parameter(uniform_((K, h), 1.0 / math.sqrt(d), generator))
+        self.beta = nn.Parameter(torch.empty(K).uniform_(0.0, 1.0, generator=generator))
+        self.alpha = nn.Parameter(_scale_init((K,), self.monotone, generator))
+        self.b_out = nn.Parameter(uniform_((d,), 1.0 / math.sqrt(h), generator))
+        self.act = nn.ModuleList(
+            get_activation(activation, h, monotone=self.monotone, owner=type(self).__name__)
+            for _ in range(K)
+        )
+
+    def _field(self, x: Tensor) -> Tensor:
+        a = F.softplus(self.alpha) if self.monotone else self.alpha
+        u = torch.einsum("...d,khd->...kh", x, self.W) + self.b
+        z = F.softplus(self.beta)[:, None] * u
+        s = torch.stack([act(z[..., k, :]) for k, act in enumerate(self.act)], dim=-2)
+        return torch.einsum("...kh,khd->...d", a[:, None] * s, self.W) + self.b_out
+
+
+class GradNetM(_Modular):
+    """GradNet-M: modular gradient network with free module weights α_k.
+
+    The default activation is the free ``softmax-mix``. See `_Modular` for the parameters.
+    """
+
+    monotone = False
+
+
+class MGradNetM(_Modular):
+    """mGradNet-M: monotone modular gradient network (softplus module weights).
+
+    The activation must be monotone (default: the monotone ``softmax-mix``). See `_Modular`.
+    """
+
+    monotone = True

@@ -1,0 +1,206 @@
+"""Training configuration: one dataclass, read from TOML and/or flags, validated in one place.
+
+Precedence: built-in defaults < TOML file < explicit flags. Unknown keys are errors (a typo must
+not silently train with a default). The resolved configuration is written to the run's
+``config.json`` and is what ``--resume`` continues with.
+
+TOML layout: top-level keys are the fields of `TrainConfig`; the model's hyperparameters go in a
+``[model_params]`` table, e.g.::
+
+    data = "data/pendulum.h5"
+    model = "separable-gradnet"
+    loss = "rollout:4"
+    epochs = 300
+    [model_params]
+    hidden = 32
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hamgrad.errors import ConfigError, check_finite, check_positive_int, unknown_name
+
+__all__ = ["DEFAULT_DATA", "DTYPES", "OPTIMIZERS", "SCHEDULES", "TrainConfig", "parse_loss",
+           "resolve_device"]
+
+#: Dataset used (and generated when missing) by ``hamgrad train`` with no arguments.
+DEFAULT_DATA = "data/pendulum.h5"
+
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
+
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+}
+
+
+def _constant(optimizer: torch.optim.Optimizer, config: TrainConfig):
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+def _cosine(optimizer: torch.optim.Optimizer, config: TrainConfig):
+    # Decay to 1 % of the initial rate over the planned epochs (Loshchilov & Hutter 2017,
+    # "SGDR", without restarts).
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs,
+                                                      eta_min=config.lr * 1e-2)
+
+
+#: Learning-rate schedules, stepped once per epoch.
+SCHEDULES = {"constant": _constant, "cosine": _cosine}
+
+_LOSS_RE = re.compile(r"^(auto|derivative|rollout:([1-9][0-9]*))$")
+
+
+def parse_loss(spec: str) -> tuple[str, int]:
+    """Parse ``auto`` / ``derivative`` / ``rollout:K`` into ``(kind, K)`` (K = 0 if unused)."""
+    m = _LOSS_RE.match(str(spec))
+    if m is None:
+        raise ConfigError(f"loss must be 'auto', 'derivative' or 'rollout:K' with K >= 1, "
+                          f"got {spec!r}")
+    if m.group(2) is not None:
+        return "rollout", int(m.group(2))
+    return m.group(1), 0
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available else CPU; ``cpu`` / ``cuda`` as given (CUDA checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but CUDA is not available; expected "
+                          "--device cpu or auto")
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be one of auto, cpu, cuda, got {name!r}")
+    return torch.device(name)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (JSON-serialisable).
+
+    Attributes
+    ----------
+    data : str
+        HDF5 dataset path (format of `hamgrad.data`).
+    model : str
+        Name in `hamgrad.models.MODELS`.
+    model_params : dict
+        Model hyperparameters (see the model class).
+    loss : str
+        ``derivative`` (match stored dq/dt, dp/dt), ``rollout:K`` (unroll K integrator steps
+        from every observed state, match the next K observations) or ``auto`` (derivative when
+        the training split stores derivatives, else ``rollout:4``).
+    integrator : str or None
+        Integrator of the rollout loss; ``None`` uses the model's default.
+    substeps : int
+        Integrator steps per observation interval in the rollout loss.
+    optimizer, lr, weight_decay, schedule, grad_clip
+        Adam/AdamW, learning rate, weight decay, ``constant``/``cosine`` schedule and maximum
+        gradient norm (0 disables clipping).
+    epochs, batch_size, patience
+        Passes over the training split, samples per step, and epochs without validation
+        improvement before stopping (0 disables early stopping).
+    dtype, device, seed
+        ``float32``/``float64``, ``auto``/``cpu``/``cuda`` and the seed of initialisation and
+        shuffling.
+    runs_dir, name
+        The run goes to ``runs_dir/name`` (``name`` defaults to a timestamp).
+    """
+
+    data: str = DEFAULT_DATA
+    model: str = "gradnet"
+    model_params: dict[str, Any] = field(default_factory=dict)
+    loss: str = "auto"
+    integrator: str | None = None
+    substeps: int = 1
+    optimizer: str = "adam"
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    grad_clip: float = 10.0
+    epochs: int = 150
+    batch_size: int = 256
+    patience: int = 0
+    dtype: str = "float32"
+    device: str = "auto"
+    seed: int = 0
+    runs_dir: str = "runs"
+    name: str | None = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], source: str = "config") -> TrainConfig:
+        """Build from a mapping; unknown keys raise `ConfigError` naming ``source``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"{source}: unknown key {unknown[0]!r}; expected some of: "
+                              f"{', '.join(sorted(names))}")
+        config = cls(**dict(values))
+        config.validate()
+        return config
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike,
+                  overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+        """Read a TOML file, apply ``overrides`` (flags given explicitly), validate."""
+        try:
+            with open(path, "rb") as fh:
+                values = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: not valid TOML ({exc})") from None
+        merged = {**values, **(overrides or {})}
+        if overrides and "model_params" in overrides:
+            merged["model_params"] = {**values.get("model_params", {}),
+                                      **overrides["model_params"]}
+        return cls.from_mapping(merged, source=f"config file {path}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable copy."""
+        return dataclasses.asdict(self)
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Check every field; raise `ConfigError` naming the first bad one."""
+        from hamgrad.models import MODELS
+
+        if not isinstance(self.data, str) or not self.data:
+            raise ConfigError(f"data must be a path, got {self.data!r}")
+        if self.model not in MODELS:
+            raise unknown_name("model", self.model, MODELS)
+        if not isinstance(self.model_params, dict):
+            raise ConfigError(f"model_params must be a table, got {self.model_params!r}")
+        parse_loss(self.loss)
+        if self.integrator is not None and not isinstance(self.integrator, str):
+            raise ConfigError(f"integrator must be a name, got {self.integrator!r}")
+        check_positive_int("substeps", self.substeps)
+        if self.optimizer not in OPTIMIZERS:
+            raise unknown_name("optimizer", self.optimizer, OPTIMIZERS)
+        check_finite("lr", self.lr, positive=True)
+        if check_finite("weight_decay", self.weight_decay) < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.schedule not in SCHEDULES:
+            raise unknown_name("schedule", self.schedule, SCHEDULES)
+        if check_finite("grad_clip", self.grad_clip) < 0:
+            raise ConfigError(f"grad_clip must be >= 0 (0 disables), got {self.grad_clip!r}")
+        check_positive_int("epochs", self.epochs)
+        check_positive_int("batch_size", self.batch_size)
+        check_positive_int("patience", self.patience, minimum=0)
+        if self.dtype not in DTYPES:
+            raise unknown_name("dtype", self.dtype, DTYPES)
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device must be one of auto, cpu, cuda, got {self.device!r}")
+        check_positive_int("seed", self.seed, minimum=0)
+        if self.name is not None and (not isinstance(self.name, str) or not self.name
+                                      or Path(self.name).name != self.name):
+            raise ConfigError(f"name must be a plain directory name, got {self.name!r}")

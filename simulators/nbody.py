@@ -1,0 +1,320 @@
+"""Gravitational N-body systems: general `NBody`, the two-body `Kepler` problem and `ThreeBody`.
+
+Bodies are flattened into the coordinate vector: ``q = (x_1, ..., x_n)`` with each ``x_i`` in
+``R^dim``, so ``dof = n * dim``; ``p_i = m_i dx_i/dt``. The (optionally Plummer-softened)
+Hamiltonian is ::
+
+    H = Σ_i |p_i|² / (2 m_i) - Σ_{i<j} G m_i m_j / sqrt(|x_i - x_j|² + ε²)
+
+`Kepler` has an exact solution (Kepler's equation via f and g functions, e.g. Vallado,
+*Fundamentals of Astrodynamics and Applications*, 4th ed., Alg. 8; Murray & Dermott,
+*Solar System Dynamics*, §2.4); the others are integrated numerically by
+`simulators.reference`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hamgrad.errors import ConfigError, IntegratorError, check_finite, check_positive_int
+from simulators.base import System, check_range
+
+__all__ = ["Kepler", "NBody", "ThreeBody", "angular_momentum", "total_momentum"]
+
+
+def _masses(value: float | Sequence[float], n: int) -> list[float]:
+    values = [value] * n if np.isscalar(value) else list(value)  # type: ignore[list-item]
+    if len(values) != n:
+        raise ConfigError(f"masses must be one number or a list of n={n}, got {value!r}")
+    return [check_finite("masses", v, positive=True) for v in values]
+
+
+class NBody(System):
+    """``n`` point masses in ``dim`` = 2 or 3 dimensions under Newtonian gravity.
+
+    Parameters
+    ----------
+    n : int
+        Number of bodies (>= 2).
+    dim : int
+        Spatial dimension, 2 or 3.
+    masses : float or list of float
+        One mass for all bodies or one per body (> 0).
+    G : float
+        Gravitational constant (> 0).
+    softening : float
+        Plummer softening length ε (>= 0); 0 is exact Newtonian gravity.
+    radius : float
+        Sampler: initial positions uniform in a ball of this radius.
+    min_separation : float
+        Sampler: initial pairs closer than this are redrawn (avoids near-collisions).
+    virial_min, virial_max : float
+        Sampler: velocities are Gaussian in the centre-of-mass frame, rescaled so the virial
+        ratio ``T / |V|`` is ``~ U(virial_min, virial_max)``; a ratio < 1 makes the total
+        energy negative (a bound system).
+    """
+
+    name = "nbody"
+    separable = True
+
+    def __init__(self, n: int = 4, dim: int = 2, masses: float | Sequence[float] = 1.0,
+                 G: float = 1.0, softening: float = 0.0, radius: float = 1.0,
+                 min_separation: float = 0.3, virial_min: float = 0.2,
+                 virial_max: float = 0.5) -> None:
+        self._init_bodies(check_positive_int("n", n, minimum=2), dim, masses, G, softening)
+        self.radius = check_finite("radius", radius, positive=True)
+        self.min_separation = check_finite("min_separation", min_separation, positive=True)
+        self.virial_min, self.virial_max = check_range("virial_min", virial_min,
+                                                       "virial_max", virial_max)
+        if self.virial_max >= 1:
+            raise ConfigError(f"virial_max must be < 1 for bound orbits, got {virial_max!r}")
+        self._params.update(radius=self.radius, min_separation=self.min_separation,
+                            virial_min=self.virial_min, virial_max=self.virial_max)
+
+    def _init_bodies(self, n: int, dim: int, masses: float | Sequence[float], G: float,
+                     softening: float) -> None:
+        if dim not in (2, 3) or isinstance(dim, bool):
+            raise ConfigError(f"dim must be 2 or 3, got {dim!r}")
+        self.n, self.dim, self.dof = n, dim, n * dim
+        self.masses = _masses(masses, n)
+        self.G = check_finite("G", G, positive=True)
+        self.softening = check_finite("softening", softening)
+        if self.softening < 0:
+            raise ConfigError(f"softening must be >= 0, got {softening!r}")
+        self._params: dict[str, Any] = {"n": n, "dim": dim, "masses": self.masses,
+                                        "G": self.G, "softening": self.softening}
+
+    # -- field ----------------------------------------------------------------------------
+    def _bodies(self, x: Tensor) -> Tensor:
+        return x.reshape(*x.shape[:-1], self.n, self.dim)
+
+    def _pair_terms(self, q: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Pair differences ``[..., n, n, dim]``, ``G m_i m_j`` (0 on the diagonal), distances."""
+        x = self._bodies(q)
+        diff = x[..., :, None, :] - x[..., None, :, :]
+        m = torch.as_tensor(self.masses, dtype=q.dtype, device=q.device)
+        eye = torch.eye(self.n, dtype=q.dtype, device=q.device)
+        gmm = self.G * m[:, None] * m[None, :] * (1 - eye)
+        # The diagonal gets distance 1 instead of 0 so no 0/0 appears; its weight is 0 anyway.
+        dist = torch.sqrt((diff * diff).sum(-1) + self.softening**2 + eye)
+        return diff, gmm, dist
+
+    def _mass_per_coord(self, x: Tensor) -> Tensor:
+        m = torch.as_tensor(self.masses, dtype=x.dtype, device=x.device)
+        return m.repeat_interleave(self.dim)
+
+    def hamiltonian(self, q: Tensor, p: Tensor) -> Tensor:
+        """Energy, shapes ``[..., n*dim]`` -> ``[...]``."""
+        _, gmm, dist = self._pair_terms(q)
+        kinetic = (p * p / (2 * self._mass_per_coord(p))).sum(-1)
+        return kinetic - 0.5 * (gmm / dist).sum((-1, -2))
+
+    def dH_dq(self, q: Tensor, p: Tensor) -> Tensor:
+        """``-force``: ``Σ_j G m_i m_j (x_i - x_j) / r_ij³``, shape ``[..., n*dim]``."""
+        diff, gmm, dist = self._pair_terms(q)
+        grad = ((gmm / dist**3)[..., None] * diff).sum(-2)
+        return grad.reshape(q.shape)
+
+    def dH_dp(self, q: Tensor, p: Tensor) -> Tensor:
+        """Velocities ``p_i / m_i``, shape ``[..., n*dim]``."""
+        return p / self._mass_per_coord(p)
+
+    # -- numpy helpers for samplers and checks ------------------------------------------
+    def _potential_np(self, x: np.ndarray) -> float:
+        q = torch.from_numpy(np.ascontiguousarray(x.reshape(-1)))
+        return float(self.hamiltonian(q, torch.zeros_like(q)))
+
+    def _to_com_frame(self, x: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        m = np.asarray(self.masses)[:, None]
+        return x - (m * x).sum(0) / m.sum(), v - (m * v).sum(0) / m.sum()
+
+    def sample_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A random bound configuration in the centre-of-mass frame (see class docstring)."""
+        for _ in range(10_000):
+            x = rng.standard_normal((self.n, self.dim))
+            x *= (self.radius * rng.uniform(size=(self.n, 1)) ** (1 / self.dim)
+                  / np.linalg.norm(x, axis=1, keepdims=True))
+            gaps = np.linalg.norm(x[:, None] - x[None], axis=-1) + np.eye(self.n) * 1e300
+            if gaps.min() >= self.min_separation:
+                break
+        else:
+            raise ConfigError(f"could not place n={self.n} bodies with min_separation="
+                              f"{self.min_separation} inside radius={self.radius}")
+        v = rng.standard_normal((self.n, self.dim))
+        x, v = self._to_com_frame(x, v)
+        m = np.asarray(self.masses)[:, None]
+        kinetic = 0.5 * (m * v * v).sum()
+        ratio = rng.uniform(self.virial_min, self.virial_max)
+        v *= np.sqrt(ratio * abs(self._potential_np(x)) / kinetic)
+        return x.reshape(-1), (m * v).reshape(-1)
+
+
+class ThreeBody(NBody):
+    """Three bodies in the plane from perturbed Lagrange (equilateral) configurations.
+
+    The sampler follows Greydanus et al. (2019): bodies on a circle of radius
+    ``~ U(radius_min, radius_max)`` at 120° with a random rotation, each given the speed of a
+    circular orbit about the centre (exact for equal masses), then each velocity scaled by
+    ``1 + U(-perturbation, perturbation)`` and the whole moved to the centre-of-mass frame.
+
+    Parameters
+    ----------
+    masses : float or list of 3 floats
+    G, softening : float
+        As in `NBody`.
+    radius_min, radius_max, perturbation : float
+        Sampler settings (above).
+    """
+
+    name = "three-body"
+
+    def __init__(self, masses: float | Sequence[float] = 1.0, G: float = 1.0,
+                 softening: float = 0.0, radius_min: float = 0.9, radius_max: float = 1.2,
+                 perturbation: float = 0.05) -> None:
+        self._init_bodies(3, 2, masses, G, softening)
+        self.radius_min, self.radius_max = check_range("radius_min", radius_min,
+                                                       "radius_max", radius_max)
+        self.perturbation = abs(check_finite("perturbation", perturbation))
+        self._params.pop("n")
+        self._params.pop("dim")
+        self._params.update(radius_min=self.radius_min, radius_max=self.radius_max,
+                            perturbation=self.perturbation)
+
+    def sample_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A perturbed equilateral configuration, ``(q, p)`` of shape ``[6]`` each."""
+        r = rng.uniform(self.radius_min, self.radius_max)
+        angles = rng.uniform(0, 2 * np.pi) + 2 * np.pi * np.arange(3) / 3
+        x = r * np.stack((np.cos(angles), np.sin(angles)), axis=1)
+        q = torch.from_numpy(x.reshape(-1))
+        accel = (-self.dH_dq(q, q) / self._mass_per_coord(q)).numpy().reshape(3, 2)
+        speed = np.sqrt(np.linalg.norm(accel, axis=1) * r)
+        tangent = np.stack((-np.sin(angles), np.cos(angles)), axis=1)
+        v = tangent * (speed * (1 + rng.uniform(-self.perturbation, self.perturbation, 3)))[
+            :, None]
+        x, v = self._to_com_frame(x, v)
+        return x.reshape(-1), (np.asarray(self.masses)[:, None] * v).reshape(-1)
+
+
+class Kepler(NBody):
+    """The two-body problem in the plane (registry names ``kepler`` and ``two-body``).
+
+    Solved exactly through Kepler's equation for bound (elliptic) orbits. The sampler puts the
+    bodies at separation ``~ U(radius_min, radius_max)`` in a random direction with relative
+    speed ``~ U(speed_min, speed_max)`` times the circular speed, perpendicular to the
+    separation, centre of mass at rest at the origin (after Greydanus et al., 2019).
+
+    Parameters
+    ----------
+    m1, m2 : float
+        Masses (> 0).
+    G : float
+        Gravitational constant (> 0).
+    radius_min, radius_max : float
+        Range of the initial separation.
+    speed_min, speed_max : float
+        Range of the initial relative speed in units of the circular speed
+        (``< sqrt(2)`` keeps the orbit bound).
+    """
+
+    name = "kepler"
+    exact_method = "closed form (Kepler's equation, f and g functions)"
+
+    def __init__(self, m1: float = 1.0, m2: float = 1.0, G: float = 1.0,
+                 radius_min: float = 0.5, radius_max: float = 1.5, speed_min: float = 0.9,
+                 speed_max: float = 1.1) -> None:
+        m1, m2 = check_finite("m1", m1, positive=True), check_finite("m2", m2, positive=True)
+        self._init_bodies(2, 2, [m1, m2], G, 0.0)
+        self.radius_min, self.radius_max = check_range("radius_min", radius_min,
+                                                       "radius_max", radius_max)
+        self.speed_min, self.speed_max = check_range("speed_min", speed_min,
+                                                     "speed_max", speed_max)
+        self._params = {"m1": self.masses[0], "m2": self.masses[1], "G": self.G,
+                        "radius_min": self.radius_min, "radius_max": self.radius_max,
+                        "speed_min": self.speed_min, "speed_max": self.speed_max}
+
+    @property
+    def mu(self) -> float:
+        """Gravitational parameter ``G (m1 + m2)`` of the relative orbit."""
+        return self.G * sum(self.masses)
+
+    def sample_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A random orbit, ``(q, p)`` of shape ``[4]`` each (see class docstring)."""
+        r = rng.uniform(self.radius_min, self.radius_max)
+        phi = rng.uniform(0, 2 * np.pi)
+        sep = r * np.array([np.cos(phi), np.sin(phi)])
+        rel_v = (rng.uniform(self.speed_min, self.speed_max) * np.sqrt(self.mu / r)
+                 * np.array([-np.sin(phi), np.cos(phi)]) * rng.choice([-1.0, 1.0]))
+        m1, m2 = self.masses
+        x = np.stack((sep * m2, -sep * m1)) / (m1 + m2)
+        v = np.stack((rel_v * m2, -rel_v * m1)) / (m1 + m2)
+        return x.reshape(-1), (np.asarray(self.masses)[:, None] * v).reshape(-1)
+
+    def exact_solution(self, q0: np.ndarray, p0: np.ndarray,
+                       t: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Exact flow ``[n_traj, n_t, 4]``; None when any orbit is unbound (then DOP853)."""
+        m1, m2 = self.masses
+        M = m1 + m2
+        x0, v0 = q0.reshape(-1, 2, 2), (p0.reshape(-1, 2, 2) / np.array([[m1], [m2]]))
+        com_x = (m1 * x0[:, 0] + m2 * x0[:, 1]) / M  # [B, 2]
+        com_v = (m1 * v0[:, 0] + m2 * v0[:, 1]) / M
+        r0v, v0v = x0[:, 0] - x0[:, 1], v0[:, 0] - v0[:, 1]
+        mu = self.mu
+        r0 = np.linalg.norm(r0v, axis=1)[:, None]  # [B, 1] against t [n_t]
+        alpha = (2 / r0 - (v0v**2).sum(1)[:, None] / mu)  # 1/a
+        if np.any(alpha <= 0):
+            return None
+        a = 1 / alpha
+        n = np.sqrt(mu / a**3)
+        sig = (r0v * v0v).sum(1)[:, None] / np.sqrt(mu)  # r·v / sqrt(mu)
+        C, S = 1 - r0 / a, sig / np.sqrt(a)  # e cos E0, e sin E0
+        x = _solve_kepler(n * t, C, S)  # eccentric-anomaly change [B, n_t]
+        cx, sx = np.cos(x), np.sin(x)
+        r = a + (r0 - a) * cx + sig * np.sqrt(a) * sx
+        f = 1 - a / r0 * (1 - cx)
+        g = t + (sx - x) / n
+        fd = -np.sqrt(mu * a) * sx / (r * r0)
+        gd = 1 - a / r * (1 - cx)
+        rel = f[..., None] * r0v[:, None] + g[..., None] * v0v[:, None]  # [B, n_t, 2]
+        rel_v = fd[..., None] * r0v[:, None] + gd[..., None] * v0v[:, None]
+        com = com_x[:, None] + t[:, None] * com_v[:, None]
+        q = np.concatenate((com + m2 / M * rel, com - m1 / M * rel), axis=-1)
+        vel = np.concatenate((com_v[:, None] + m2 / M * rel_v, com_v[:, None] - m1 / M * rel_v),
+                             axis=-1)
+        return q, vel * np.array([m1, m1, m2, m2])
+
+
+def _solve_kepler(mean: np.ndarray, C: np.ndarray, S: np.ndarray) -> np.ndarray:
+    """Solve ``x - C sin x + S (1 - cos x) = mean`` for ``x`` by Newton's method.
+
+    The left side is increasing (its derivative is ``r/a > 0`` for an ellipse), so Newton from
+    ``x = mean`` converges for every eccentricity below about 0.9; stop at round-off level.
+    """
+    x = np.array(mean, dtype=np.float64, copy=True)
+    tol = 4 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean))
+    for _ in range(100):
+        F = x - C * np.sin(x) + S * (1 - np.cos(x)) - mean
+        step = F / (1 - C * np.cos(x) + S * np.sin(x))
+        x -= step
+        if np.all(np.abs(step) <= tol):
+            return x
+    raise IntegratorError("Kepler's equation did not converge in 100 Newton steps "
+                          f"(max residual {np.max(np.abs(F)):.3g}); eccentricity too high?")
+
+
+def total_momentum(system: NBody, p: np.ndarray) -> np.ndarray:
+    """Total linear momentum ``Σ_i p_i``, ``p [..., n*dim]`` -> ``[..., dim]``."""
+    return p.reshape(*p.shape[:-1], system.n, system.dim).sum(-2)
+
+
+def angular_momentum(system: NBody, q: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Total angular momentum ``Σ_i x_i × p_i``: ``[...]`` in 2-D, ``[..., 3]`` in 3-D."""
+    x = q.reshape(*q.shape[:-1], system.n, system.dim)
+    pp = p.reshape(*p.shape[:-1], system.n, system.dim)
+    if system.dim == 2:
+        return (x[..., 0] * pp[..., 1] - x[..., 1] * pp[..., 0]).sum(-1)
+    return np.cross(x, pp).sum(-2)

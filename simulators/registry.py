@@ -1,0 +1,114 @@
+"""Registry of built-in systems and the one way to build a system from a name or import path."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from hamgrad.errors import ConfigError, DatasetError, HamgradError, unknown_name
+from simulators.base import System
+from simulators.double_pendulum import DoublePendulum
+from simulators.nbody import Kepler, NBody, ThreeBody
+from simulators.pendulum import Pendulum
+from simulators.spring import Spring, SpringChain
+
+if TYPE_CHECKING:
+    from hamgrad.data import Dataset
+
+__all__ = ["ALIASES", "SYSTEMS", "get_system", "system_from_dataset"]
+
+#: Built-in systems by registry name (aliases included, mapping to the same class).
+SYSTEMS: dict[str, type[System]] = {
+    cls.name: cls
+    for cls in (Pendulum, Spring, SpringChain, DoublePendulum, Kepler, ThreeBody, NBody)
+}
+#: Alternative names accepted by `get_system`.
+ALIASES: dict[str, str] = {"two-body": "kepler"}
+SYSTEMS.update({alias: SYSTEMS[target] for alias, target in ALIASES.items()})
+
+
+def _import_class(spec: str) -> type[System]:
+    module_name, _, class_name = spec.partition(":")
+    if not module_name or not class_name:
+        raise ConfigError(f"system must be a registry name or 'module:Class', got {spec!r}")
+    # `hamgrad simulate my_module:MySystem` should find my_module.py in the working directory,
+    # as `python -m` would; console scripts do not put it on sys.path themselves.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import module {module_name!r} for system {spec!r}: "
+                          f"{exc}") from None
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, System)):
+        raise ConfigError(f"system {spec!r} must name a subclass of simulators.System, got "
+                          f"{type(cls).__name__ if cls is None else cls!r}")
+    return cls
+
+
+def get_system(spec: str, **params: Any) -> System:
+    """Build a system from a registry name or ``"module:Class"``, with keyword parameters.
+
+    Parameters
+    ----------
+    spec : str
+        One of `SYSTEMS` (``"pendulum"``, ``"two-body"``, ...) or ``"module:Class"`` naming a
+        subclass of `simulators.System` (the module is looked up on ``sys.path`` and in the
+        current directory).
+    **params
+        Constructor arguments of the system.
+
+    Raises
+    ------
+    ConfigError
+        Unknown name (listing the valid ones), unknown parameter (listing the accepted ones)
+        or an invalid parameter value.
+    """
+    if not isinstance(spec, str):
+        raise ConfigError(f"system must be a string, got {spec!r}")
+    if ":" in spec:
+        cls = _import_class(spec)
+    elif spec in SYSTEMS:
+        cls = SYSTEMS[spec]
+    else:
+        raise unknown_name("system", spec, SYSTEMS)
+    accepted = [n for n, prm in inspect.signature(cls).parameters.items()
+                if prm.kind in (prm.POSITIONAL_OR_KEYWORD, prm.KEYWORD_ONLY)]
+    takes_any = any(prm.kind is prm.VAR_KEYWORD
+                    for prm in inspect.signature(cls).parameters.values())
+    for key in params:
+        if key not in accepted and not takes_any:
+            raise ConfigError(f"unknown parameter {key!r} for system {spec!r}; expected one "
+                              f"of: {', '.join(accepted) or '(none)'}")
+    try:
+        return cls(**params)
+    except HamgradError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid parameters for system {spec!r}: {exc}") from None
+
+
+def system_from_dataset(dataset: Dataset) -> System:
+    """Rebuild the system recorded in a dataset's ``system`` / ``system_params`` attributes.
+
+    Raises
+    ------
+    DatasetError
+        The file records no system, the system cannot be built, or its ``dof`` differs from
+        the file's.
+    """
+    if not dataset.system:
+        raise DatasetError(f"{dataset.path}: attribute 'system' is absent; the dataset does "
+                           "not say which system made it")
+    try:
+        system = get_system(dataset.system, **dataset.system_params)
+    except ConfigError as exc:
+        raise DatasetError(f"{dataset.path}: attribute 'system': {exc}") from None
+    if system.dof != dataset.dof:
+        raise DatasetError(f"{dataset.path}: attribute 'dof' is {dataset.dof} but system "
+                           f"{dataset.system!r} has dof {system.dof}")
+    return system
