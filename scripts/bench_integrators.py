@@ -82,13 +82,14 @@ def throughput(batches: list[int], steps: dict[int, int], dt: float) -> list[tup
         repeats = 3 if batch < 65536 else 1
         n_ref = max(1, n // 4)  # torchdiffeq rk4: 4 force evaluations per step
         _torchdiffeq_rk4(torch.cat([q0, p0], -1), dt, 10)  # warm-up
-        t_ref = _time(lambda: _torchdiffeq_rk4(torch.cat([q0, p0], -1), dt, n_ref), repeats)
+        y0 = torch.cat([q0, p0], -1)
+        t_ref = _time(lambda y0=y0, n_ref=n_ref: _torchdiffeq_rk4(y0, dt, n_ref), repeats)
         ref_per_eval = t_ref / (4 * n_ref)
         rows.append((batch, "torchdiffeq rk4 (odeint)", n_ref / t_ref, 4.0, ref_per_eval, 1.0))
         for name in names:
             evals = _evals_per_step(name, q0[:1], p0[:1], dt)
 
-            def run(name=name, n=n):
+            def run(name=name, n=n, q0=q0, p0=p0):
                 with torch.no_grad():
                     rollout(field, q0, p0, dt, n, method=name, save_every=n)
 

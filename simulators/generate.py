@@ -96,7 +96,7 @@ def generate(system: System | str, path: str | os.PathLike[str], *, n_train: int
              n_val: int, n_test: int, n_steps: int, n_steps_test: int | None = None,
              dt: float, noise_std: float = 0.0, seed: int = 0, overwrite: bool = False,
              params: Mapping[str, Any] | None = None, shard: tuple[int, int] | None = None,
-             batch_size: int = 256, rtol: float = 1e-12, atol: float = 1e-12,
+             batch_size: int = 32, rtol: float = 1e-12, atol: float = 1e-12,
              use_exact: bool = True, progress: bool = False) -> Path:
     """Simulate a system and write its dataset in the HDF5 format, version 1.
 

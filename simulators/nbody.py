@@ -37,48 +37,52 @@ def _masses(value: float | Sequence[float], n: int) -> list[float]:
 class NBody(System):
     """``n`` point masses in ``dim`` = 2 or 3 dimensions under Newtonian gravity.
 
+    The sampler draws random bound *planetary* configurations: body 0 (the heaviest by
+    default) at the centre, bodies ``1..n-1`` on near-circular orbits around it with radii
+    ``~ U(radius_min, radius_max)``, random phases (and, in 3-D, random orbital planes tilted
+    by at most ``inclination_max``), speeds ``1 + U(-perturbation, perturbation)`` times the
+    circular speed about body 0; the whole is moved to the centre-of-mass frame. Unlike
+    virialised random clusters, these have no close encounters, so the reference stays cheap
+    and accurate.
+
     Parameters
     ----------
     n : int
         Number of bodies (>= 2).
     dim : int
         Spatial dimension, 2 or 3.
-    masses : float or list of float
-        One mass for all bodies or one per body (> 0).
+    masses : float, list of float or None
+        One mass for all bodies, one per body (> 0), or None for a star of mass 1 with
+        planets of mass 0.01.
     G : float
         Gravitational constant (> 0).
     softening : float
         Plummer softening length ε (>= 0); 0 is exact Newtonian gravity.
-    radius : float
-        Sampler: initial positions uniform in a ball of this radius.
-    min_separation : float
-        Sampler: initial pairs closer than this are redrawn (avoids near-collisions).
-    virial_min, virial_max : float
-        Sampler: velocities are Gaussian in the centre-of-mass frame, rescaled so the virial
-        ratio ``T / |V|`` is ``~ U(virial_min, virial_max)``; a ratio < 1 makes the total
-        energy negative (a bound system).
+    radius_min, radius_max, perturbation, inclination_max : float
+        Sampler settings (above; the inclination in radians).
     """
 
     name = "nbody"
     separable = True
 
-    def __init__(self, n: int = 4, dim: int = 2, masses: float | Sequence[float] = 1.0,
-                 G: float = 1.0, softening: float = 0.0, radius: float = 1.0,
-                 min_separation: float = 0.3, virial_min: float = 0.2,
-                 virial_max: float = 0.5) -> None:
-        self._init_bodies(check_positive_int("n", n, minimum=2), dim, masses, G, softening)
-        self.radius = check_finite("radius", radius, positive=True)
-        self.min_separation = check_finite("min_separation", min_separation, positive=True)
-        self.virial_min, self.virial_max = check_range("virial_min", virial_min,
-                                                       "virial_max", virial_max)
-        if self.virial_max >= 1:
-            raise ConfigError(f"virial_max must be < 1 for bound orbits, got {virial_max!r}")
-        self._params.update(radius=self.radius, min_separation=self.min_separation,
-                            virial_min=self.virial_min, virial_max=self.virial_max)
+    def __init__(self, n: int = 4, dim: int = 2, masses: float | Sequence[float] | None = None,
+                 G: float = 1.0, softening: float = 0.0, radius_min: float = 0.5,
+                 radius_max: float = 2.0, perturbation: float = 0.05,
+                 inclination_max: float = 0.2) -> None:
+        n = check_positive_int("n", n, minimum=2)
+        masses = [1.0] + [0.01] * (n - 1) if masses is None else masses
+        self._init_bodies(n, dim, masses, G, softening)
+        self.radius_min, self.radius_max = check_range("radius_min", radius_min,
+                                                       "radius_max", radius_max)
+        self.perturbation = abs(check_finite("perturbation", perturbation))
+        self.inclination_max = abs(check_finite("inclination_max", inclination_max))
+        self._params.update(radius_min=self.radius_min, radius_max=self.radius_max,
+                            perturbation=self.perturbation,
+                            inclination_max=self.inclination_max)
 
     def _init_bodies(self, n: int, dim: int, masses: float | Sequence[float], G: float,
                      softening: float) -> None:
-        if dim not in (2, 3) or isinstance(dim, bool):
+        if isinstance(dim, bool) or dim not in (2, 3):
             raise ConfigError(f"dim must be 2 or 3, got {dim!r}")
         self.n, self.dim, self.dof = n, dim, n * dim
         self.masses = _masses(masses, n)
@@ -125,33 +129,35 @@ class NBody(System):
         return p / self._mass_per_coord(p)
 
     # -- numpy helpers for samplers and checks ------------------------------------------
-    def _potential_np(self, x: np.ndarray) -> float:
-        q = torch.from_numpy(np.ascontiguousarray(x.reshape(-1)))
-        return float(self.hamiltonian(q, torch.zeros_like(q)))
-
     def _to_com_frame(self, x: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         m = np.asarray(self.masses)[:, None]
         return x - (m * x).sum(0) / m.sum(), v - (m * v).sum(0) / m.sum()
 
     def sample_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """A random bound configuration in the centre-of-mass frame (see class docstring)."""
-        for _ in range(10_000):
-            x = rng.standard_normal((self.n, self.dim))
-            x *= (self.radius * rng.uniform(size=(self.n, 1)) ** (1 / self.dim)
-                  / np.linalg.norm(x, axis=1, keepdims=True))
-            gaps = np.linalg.norm(x[:, None] - x[None], axis=-1) + np.eye(self.n) * 1e300
-            if gaps.min() >= self.min_separation:
-                break
-        else:
-            raise ConfigError(f"could not place n={self.n} bodies with min_separation="
-                              f"{self.min_separation} inside radius={self.radius}")
-        v = rng.standard_normal((self.n, self.dim))
+        """A random planetary configuration, ``(q, p)`` of shape ``[n*dim]`` (class docstring)."""
+        k = self.n - 1
+        radius = rng.uniform(self.radius_min, self.radius_max, size=k)
+        phase = rng.uniform(0, 2 * np.pi, size=k)
+        # Orbit-plane basis (e1, e2): the x-y plane, tilted about a random in-plane axis in 3-D.
+        e1 = np.zeros((k, self.dim))
+        e2 = np.zeros((k, self.dim))
+        e1[:, 0], e2[:, 1] = 1.0, 1.0
+        if self.dim == 3:
+            tilt = rng.uniform(-self.inclination_max, self.inclination_max, size=k)
+            node = rng.uniform(0, 2 * np.pi, size=k)
+            axis = np.stack((np.cos(node), np.sin(node), np.zeros(k)), axis=1)
+            normal = np.stack((-np.sin(node) * np.sin(tilt), np.cos(node) * np.sin(tilt),
+                               np.cos(tilt)), axis=1)
+            e1, e2 = axis, np.cross(normal, axis)
+        direction = np.cos(phase)[:, None] * e1 + np.sin(phase)[:, None] * e2
+        tangent = -np.sin(phase)[:, None] * e1 + np.cos(phase)[:, None] * e2
+        m = np.asarray(self.masses)
+        speed = np.sqrt(self.G * (m[0] + m[1:]) / radius)
+        speed *= 1 + rng.uniform(-self.perturbation, self.perturbation, size=k)
+        x = np.vstack((np.zeros(self.dim), radius[:, None] * direction))
+        v = np.vstack((np.zeros(self.dim), speed[:, None] * tangent))
         x, v = self._to_com_frame(x, v)
-        m = np.asarray(self.masses)[:, None]
-        kinetic = 0.5 * (m * v * v).sum()
-        ratio = rng.uniform(self.virial_min, self.virial_max)
-        v *= np.sqrt(ratio * abs(self._potential_np(x)) / kinetic)
-        return x.reshape(-1), (m * v).reshape(-1)
+        return x.reshape(-1), (m[:, None] * v).reshape(-1)
 
 
 class ThreeBody(NBody):

@@ -39,15 +39,15 @@ def _states(*shape: int, seed: int = 1):
 def _jacobian_of_field(model, q, p):
     """Jacobian ``[2*dof, 2*dof]`` of ``(dq/dt, dp/dt)`` at one state."""
     def field(x):
-        dq, dp = model.time_derivative(x[:DOF], x[DOF:])
+        dq, dp = model.time_derivative(x[:model.dof], x[model.dof:])
         return torch.cat([dq, dp])
     return torch.autograd.functional.jacobian(field, torch.cat([q, p]))
 
 
 def hamiltonian_form_defect(model, q, p) -> float:
     """``max |S - Sᵀ|`` with ``S = J⁻¹ · ∂f/∂x``: zero iff the field is ``J · (symmetric)``."""
-    eye = torch.eye(DOF)
-    zero = torch.zeros(DOF, DOF)
+    eye = torch.eye(model.dof)
+    zero = torch.zeros(model.dof, model.dof)
     J = torch.cat([torch.cat([zero, eye], 1), torch.cat([-eye, zero], 1)], 0)
     S = -J @ _jacobian_of_field(model, q, p)  # J⁻¹ = -J
     return float((S - S.T).abs().max())

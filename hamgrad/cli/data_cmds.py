@@ -54,7 +54,7 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="System parameter, repeatable (e.g. --param g=9.81).")
 @click.option("--shard", default=None, metavar="I/N", help="Write only shard I of N.")
-@click.option("--batch-size", default=256, show_default=True,
+@click.option("--batch-size", default=32, show_default=True,
               help="Trajectories per vectorised reference solve.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

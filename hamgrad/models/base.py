@@ -51,7 +51,9 @@ class LearnedModel(nn.Module):
     """Base of the models in `hamgrad.models.MODELS`.
 
     Subclasses set ``name``, ``defaults`` (every hyperparameter and its default, JSON values),
-    ``default_integrator`` and implement `time_derivative` and `energy`.
+    ``default_integrator`` (long rollouts: evaluation), ``train_integrator`` (the short
+    differentiable unrolls of the ``rollout:K`` loss, where a cheap explicit method is enough)
+    and implement `time_derivative` and `energy`.
 
     Parameters
     ----------
@@ -66,6 +68,7 @@ class LearnedModel(nn.Module):
     name: ClassVar[str]
     defaults: ClassVar[dict[str, Any]]
     default_integrator: ClassVar[str]
+    train_integrator: ClassVar[str] = "rk4"
     #: True when the model is a HamiltonianField (has dH_dq / dH_dp and a learned energy).
     hamiltonian: ClassVar[bool] = True
 

@@ -98,15 +98,17 @@ class SeparableGradNetHamiltonian(HamiltonianModel):
     potential_net : str
         One of `GRADNETS` for ∇V (default ``gradnet-c``).
     kinetic_net : str
-        A monotone entry of `GRADNETS` for ∇T (default ``mgradnet-c``).
+        A monotone entry of `GRADNETS` for ∇T (default ``mgradnet-m``, which fitted
+        quadratic kinetic energies much faster than ``mgradnet-c`` in our runs).
     hidden, depth, activation, normalize
         As in `GradNetHamiltonian`, shared by both nets.
     """
 
     name = "separable-gradnet"
-    defaults: ClassVar[dict] = {"potential_net": "gradnet-c", "kinetic_net": "mgradnet-c",
+    defaults: ClassVar[dict] = {"potential_net": "gradnet-c", "kinetic_net": "mgradnet-m",
                                 "hidden": 64, "depth": 4, "activation": None, "normalize": True}
     default_integrator = "yoshida4"
+    train_integrator = "leapfrog"
     separable = True
 
     def __init__(self, dof: int, generator=None, **hparams) -> None:

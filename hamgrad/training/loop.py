@@ -33,10 +33,13 @@ from hamgrad.training.config import (
 from hamgrad.training.files import write_json, write_jsonl
 from hamgrad.training.losses import Loss, SampleSet, build_loss
 
-__all__ = ["TrainResult", "TrainingError", "default_dataset", "read_run_config", "train"]
+__all__ = ["DEFAULT_DATA_SETTINGS", "TrainResult", "TrainingError", "default_dataset",
+           "read_run_config", "train"]
 
 # Validation batches only need forward passes, so they can be larger than training batches.
 _EVAL_BATCH = 8192
+# Early stopping: relative validation gain below which an epoch counts as "no improvement".
+_MIN_REL_IMPROVEMENT = 1e-4
 
 
 class TrainingError(HamgradError):
@@ -74,18 +77,25 @@ class TrainResult:
 ProgressFn = Callable[[dict[str, Any], TrainConfig], None]
 
 
-def default_dataset(path: str | Path = DEFAULT_DATA) -> Path:
-    """Generate the default pendulum dataset at ``path`` unless it exists; return the path.
+#: Settings of the default dataset: those of ``hamgrad simulate pendulum`` with its defaults,
+#: so both routes named in data/README.md give the same file (a test checks they agree).
+DEFAULT_DATA_SETTINGS: dict[str, Any] = {"n_train": 200, "n_val": 50, "n_test": 50,
+                                         "n_steps": 100, "dt": 0.1, "noise_std": 0.0,
+                                         "seed": 0}
 
-    The settings are those of ``hamgrad simulate pendulum`` (the simulator's defaults), so both
-    routes give the same file.
-    """
-    from simulators import generate, get_system
+
+def default_dataset(path: str | Path = DEFAULT_DATA) -> Path:
+    """Generate the default pendulum dataset at ``path`` unless it exists; return the path."""
+    from simulators.generate import generate
 
     path = Path(path)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        generate(get_system("pendulum"), path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create {path.parent} for the default dataset: "
+                              f"{exc.strerror or exc}") from None
+        generate("pendulum", path, **DEFAULT_DATA_SETTINGS)
     return path
 
 
@@ -197,6 +207,8 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         config = TrainConfig.from_mapping(saved.get("train", {}), source=f"{resume}/config.json")
     config = config or TrainConfig()
     config.validate()
+    if config.threads:
+        torch.set_num_threads(config.threads)
     device, dtype = resolve_device(config.device), DTYPES[config.dtype]
     dataset = _load_data(config)
 
@@ -246,14 +258,14 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
             if not torch.isfinite(loss):
                 kept = (f"last good checkpoint kept at {paths.last}" if paths.last.exists()
                         else "no checkpoint was written")
-                raise TrainingError(f"training loss became non-finite ({float(loss)}) at epoch "
+                raise TrainingError(f"training loss became non-finite ({loss.item()}) at epoch "
                                     f"{epoch}, step {step}; stopped, {kept}")
             loss.backward()
             if config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             n = next(iter(batch.values())).shape[0]
-            total, count = total + float(loss) * n, count + n
+            total, count = total + float(loss.detach()) * n, count + n
         train_loss = total / count
         model.eval()
         val_loss = _mean_loss(loss_fn, model, val_set) if val_set is not None else None
@@ -265,12 +277,14 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
 
         monitored = val_loss if val_loss is not None else train_loss
         improved = monitored < state["best_loss"]
+        # Patience counts epochs without a *meaningful* gain: a relative improvement below
+        # _MIN_REL_IMPROVEMENT still updates best.pt but does not reset the count.
+        significant = monitored < state["best_loss"] * (1 - _MIN_REL_IMPROVEMENT)
         state["epoch"] = epoch
+        state["bad_epochs"] = 0 if significant else state["bad_epochs"] + 1
         if improved:
-            state.update(best_loss=monitored, best_epoch=epoch, bad_epochs=0)
+            state.update(best_loss=monitored, best_epoch=epoch)
             save_checkpoint(paths.best, model, epoch=epoch, loss=monitored)
-        else:
-            state["bad_epochs"] += 1
         save_checkpoint(paths.last, model, optimizer_state=optimizer.state_dict(),
                         scheduler_state=scheduler.state_dict(), rng_state=generator.get_state(),
                         **state)

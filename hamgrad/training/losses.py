@@ -153,7 +153,8 @@ def build_loss(spec: str, model: LearnedModel, train_split: Any, dt: float,
     """The loss named by ``spec`` (``auto`` / ``derivative`` / ``rollout:K``) for this data.
 
     ``auto`` is ``derivative`` when the training split stores derivatives, else
-    ``rollout:4``. The rollout integrator defaults to the model's and is checked to apply.
+    ``rollout:4``. The rollout integrator defaults to the model's ``train_integrator`` and is
+    checked to apply.
     """
     from hamgrad.training.config import parse_loss
 
@@ -163,4 +164,4 @@ def build_loss(spec: str, model: LearnedModel, train_split: Any, dt: float,
             ("rollout", AUTO_ROLLOUT_STEPS)
     if kind == "derivative":
         return DerivativeLoss()
-    return RolloutLoss(k, resolve_integrator(model, integrator), dt, substeps)
+    return RolloutLoss(k, resolve_integrator(model, integrator, training=True), dt, substeps)
