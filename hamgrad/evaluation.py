@@ -282,9 +282,11 @@ def evaluate(model: LearnedModel, dataset: Any, *, split: str = "test",
             learned = model.energy(torch.as_tensor(q_hat[:k], dtype=dtype, device=device),
                                    torch.as_tensor(p_hat[:k], dtype=dtype, device=device))
         learned = learned.double().cpu().numpy()
-        scale = np.maximum(np.abs(learned[:, :1]), 1e-300)
-        curves["model_learned_energy_rel_change"] = (np.abs(learned - learned[:, :1])
-                                                     / scale).mean(axis=0)
+        # The learned H has an arbitrary additive constant, so its change is measured against
+        # the model's energy scale c (the spread of H over the training data), not |H(0)|.
+        scale = max(float(model.normalizer.energy_scale), 1e-300)
+        curves["model_learned_energy_change"] = (np.abs(learned - learned[:, :1])
+                                                 / scale).mean(axis=0)
     return Evaluation(metrics=metrics, curves=curves)
 
 

@@ -47,7 +47,7 @@ def _energy(curves: Curves) -> Figure:
     t = curves["t"]
     series = [("model_energy_rel_error", "model: true H along prediction"),
               ("floor_energy_rel_error", "floor: true H, same integrator"),
-              ("model_learned_energy_rel_change", "model: its learned H (rel. change)")]
+              ("model_learned_energy_change", "model: its learned H, change / energy scale")]
     drawn = False
     for key, label in series:
         if key in curves:

@@ -60,6 +60,9 @@ class NBody(System):
         Plummer softening length ε (>= 0); 0 is exact Newtonian gravity.
     radius_min, radius_max, perturbation, inclination_max : float
         Sampler settings (above; the inclination in radians).
+    min_gap : float
+        Sampler: orbit radii are redrawn until neighbouring radii differ by at least this
+        (crossing or co-orbital planets would meet in close encounters).
     """
 
     name = "nbody"
@@ -68,7 +71,7 @@ class NBody(System):
     def __init__(self, n: int = 4, dim: int = 2, masses: float | Sequence[float] | None = None,
                  G: float = 1.0, softening: float = 0.0, radius_min: float = 0.5,
                  radius_max: float = 2.0, perturbation: float = 0.05,
-                 inclination_max: float = 0.2) -> None:
+                 inclination_max: float = 0.2, min_gap: float = 0.2) -> None:
         n = check_positive_int("n", n, minimum=2)
         masses = [1.0] + [0.01] * (n - 1) if masses is None else masses
         self._init_bodies(n, dim, masses, G, softening)
@@ -76,9 +79,13 @@ class NBody(System):
                                                        "radius_max", radius_max)
         self.perturbation = abs(check_finite("perturbation", perturbation))
         self.inclination_max = abs(check_finite("inclination_max", inclination_max))
+        self.min_gap = abs(check_finite("min_gap", min_gap))
+        if (n - 2) * self.min_gap >= self.radius_max - self.radius_min and n > 2:
+            raise ConfigError(f"min_gap={min_gap!r} leaves no room for n-1={n - 1} orbits "
+                              f"between radius_min={radius_min!r} and radius_max={radius_max!r}")
         self._params.update(radius_min=self.radius_min, radius_max=self.radius_max,
                             perturbation=self.perturbation,
-                            inclination_max=self.inclination_max)
+                            inclination_max=self.inclination_max, min_gap=self.min_gap)
 
     def _init_bodies(self, n: int, dim: int, masses: float | Sequence[float], G: float,
                      softening: float) -> None:
@@ -136,7 +143,13 @@ class NBody(System):
     def sample_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """A random planetary configuration, ``(q, p)`` of shape ``[n*dim]`` (class docstring)."""
         k = self.n - 1
-        radius = rng.uniform(self.radius_min, self.radius_max, size=k)
+        for _ in range(10_000):
+            radius = rng.uniform(self.radius_min, self.radius_max, size=k)
+            if k == 1 or np.diff(np.sort(radius)).min() >= self.min_gap:
+                break
+        else:
+            raise ConfigError(f"could not draw {k} orbit radii with min_gap={self.min_gap}; "
+                              "lower min_gap or widen radius_min..radius_max")
         phase = rng.uniform(0, 2 * np.pi, size=k)
         # Orbit-plane basis (e1, e2): the x-y plane, tilted about a random in-plane axis in 3-D.
         e1 = np.zeros((k, self.dim))

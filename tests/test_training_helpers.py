@@ -15,7 +15,7 @@ import torch
 from hamgrad.data import Split, load_dataset, write_dataset
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """Tiny models run fastest single-threaded (and are not slowed by a busy machine)."""
     before = torch.get_num_threads()

@@ -38,7 +38,7 @@ _TRAIN_FLAGS: list[tuple[str, type | click.ParamType, str]] = [
     ("seed", int, "Seed of initialisation and shuffling."),
     ("runs_dir", str, "Parent directory of runs [default: runs]."),
     ("name", str, "Run directory name [default: a timestamp]."),
-    ("threads", int, "CPU threads for torch (0: torch's default)."),
+    ("threads", int, "CPU threads for torch (0: torch's default) [default: 1]."),
 ]
 # Model hyperparameters with their own flags (the rest via --param KEY=VALUE).
 _MODEL_FLAGS = [("hidden", int, "Hidden width of the model's networks."),
@@ -118,10 +118,25 @@ def train_cmd(config_file: str | None, params: tuple[str, ...], resume: str | No
     else:
         config = TrainConfig.from_mapping(overrides, source="options")
     result = train(config, resume=resume, overwrite=overwrite,
-                   progress=None if quiet else _Progress())
+                   progress=None if quiet else _Progress(),
+                   on_start=lambda root: click.echo(f"run directory: {root}", err=True))
     click.echo(f"run: {result.run_dir}")
     click.echo(f"{result.stop_reason} after {result.epochs} epochs; best epoch "
                f"{result.best_epoch}, loss {result.loss} = {result.best_loss:.4e}")
+
+
+def _threads_option(fn):
+    """``--threads N`` (default 1, as for training); applied before the command runs."""
+    def apply(ctx: click.Context, _param: click.Parameter, value: int) -> int:
+        if value < 0:
+            raise click.BadParameter(f"must be >= 0, got {value}")
+        if value:
+            import torch
+
+            torch.set_num_threads(value)
+        return value
+    return click.option("--threads", type=int, default=1, show_default=True, expose_value=False,
+                        callback=apply, help="CPU threads for torch (0: torch's default).")(fn)
 
 
 def _data_path(run: str, data: str | None) -> str:
@@ -144,6 +159,7 @@ def _data_path(run: str, data: str | None) -> str:
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
               help="Output HDF5 [default: RUN/rollout-SPLIT.h5].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@_threads_option
 def rollout_cmd(run: str, data: str | None, split: str, steps: int | None,
                 integrator: str | None, substeps: int, out: str | None, overwrite: bool) -> None:
     """Roll the model of RUN out from every initial state of a split; write HDF5."""
@@ -184,6 +200,7 @@ def _run_evaluation(run: str, data: str | None, **options: Any):
 @click.option("--threshold", type=float, default=0.1, show_default=True,
               help="Relative state error that ends the valid prediction time.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@_threads_option
 def evaluate_cmd(run: str, data: str | None, **options: Any) -> None:
     """Evaluate the model of RUN: table on screen, RUN/metrics.json on disk."""
     from hamgrad.evaluation import format_table
@@ -198,6 +215,7 @@ def evaluate_cmd(run: str, data: str | None, **options: Any) -> None:
 @click.option("--data", default=None, help="Dataset, when RUN has not been evaluated yet.")
 @click.option("--out", default=None, type=click.Path(file_okay=False),
               help="Directory for the PNGs [default: RUN/plots].")
+@_threads_option
 def plot_cmd(run: str, data: str | None, out: str | None) -> None:
     """Write phase portraits, energy vs time and error vs horizon of RUN as PNGs."""
     from hamgrad.evaluation import load_curves

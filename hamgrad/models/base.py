@@ -60,7 +60,8 @@ class LearnedModel(nn.Module):
     dof : int
         Number of position coordinates; states are ``q, p`` of shape ``[..., dof]``.
     generator : torch.Generator, optional
-        Source of the initial weights (not a hyperparameter: weights come from the checkpoint).
+        Source of the initial weights, used by subclasses when building their nets (not a
+        hyperparameter: a rebuilt model gets its weights from the checkpoint).
     **hparams
         Hyperparameters; names outside ``defaults`` raise `ConfigError`.
     """
@@ -75,7 +76,6 @@ class LearnedModel(nn.Module):
     def __init__(self, dof: int, generator: torch.Generator | None = None,
                  **hparams: Any) -> None:
         super().__init__()
-        self._init_generator = generator  # used by subclasses while building their nets
         self.dof = check_positive_int("dof", dof)
         unknown = sorted(set(hparams) - set(self.defaults))
         if unknown:

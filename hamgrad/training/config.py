@@ -116,8 +116,9 @@ class TrainConfig:
     runs_dir, name
         The run goes to ``runs_dir/name`` (``name`` defaults to a timestamp).
     threads : int
-        CPU threads for torch (0 keeps torch's default). Small models often run fastest on
-        one thread: intra-op parallelism costs more than it gains on tiny matrices.
+        CPU threads for torch (0 keeps torch's default). Default 1: the models here are small,
+        and intra-op parallelism costs more than it gains on their tiny matrices (measured on
+        a busy 2-core machine: 0.29 s per default epoch on 1 thread, 17 s on 2).
     """
 
     data: str = DEFAULT_DATA
@@ -139,7 +140,7 @@ class TrainConfig:
     seed: int = 0
     runs_dir: str = "runs"
     name: str | None = None
-    threads: int = 0
+    threads: int = 1
 
     # ------------------------------------------------------------------ construction
     @classmethod

@@ -177,6 +177,7 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
 
 def train(config: TrainConfig | None = None, *, resume: str | Path | None = None,
           overwrite: bool = False, progress: ProgressFn | None = None,
+          on_start: Callable[[Path], None] | None = None,
           on_epoch_end: Callable[[int], None] | None = None) -> TrainResult:
     """Train a model; write the run directory; return where it went and how it ended.
 
@@ -191,6 +192,8 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         Replace an existing run directory of the same name.
     progress : callable, optional
         Called after each epoch with the metrics row and the config (for a progress bar).
+    on_start : callable, optional
+        Called with the run directory once it exists, before the first epoch.
     on_epoch_end : callable, optional
         Called with the epoch number after its checkpoint is written (tests use it to simulate
         an interruption).
@@ -247,6 +250,8 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         paths = RunPaths(_new_run_dir(config, overwrite))
         write_json(paths.config, _resolved_config(config, model, loss_fn, dataset, device))
 
+    if on_start is not None:
+        on_start(paths.root)
     stop_reason = "completed"
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         started = time.perf_counter()

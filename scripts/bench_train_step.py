@@ -1,0 +1,87 @@
+"""Cost of one derivative-loss training step for every model in `hamgrad.models.MODELS`.
+
+The point measured: a GradNet Hamiltonian's vector field is one forward pass, so a training step
+is one forward + one backward; an HNN's field is itself a gradient, so its step differentiates
+through a gradient (double backprop). Models are compared at (about) the same parameter count.
+
+Usage::
+
+    python scripts/bench_train_step.py [--dof 1 3] [--batch 256] [--budget 2000] [--repeats 5]
+
+Prints, per dof, the parameter count and the best-of-repeats time per step (ms), and the
+ratio to the GradNet model, all measured in one run on one CPU thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from hamgrad.models import MODELS, get_model
+from hamgrad.nets import count_parameters
+
+
+def _hidden_for(name: str, dof: int, budget: int, depth: int) -> int:
+    """Largest hidden width whose model has at most ``budget`` parameters (linear search)."""
+    best = 1
+    for hidden in range(1, 512):
+        with torch.device("meta"):
+            n = count_parameters(get_model(name, dof, hidden=hidden, depth=depth))
+        if n > budget:
+            break
+        best = hidden
+    return best
+
+
+def _time_step(model, q, p, dq, dp, steps: int) -> float:
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        a, b = model.time_derivative(q, p)
+        ((a - dq).square().sum(-1) + (b - dp).square().sum(-1)).mean().backward()
+        opt.step()
+
+    step()  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dof", type=int, nargs="+", default=[1, 3])
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--budget", type=int, default=2000)
+    parser.add_argument("--depth", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    print(f"batch {args.batch}, depth {args.depth}, <= {args.budget} parameters, float32, "
+          f"1 CPU thread, best of {args.repeats} x {args.steps} steps")
+    print(f"{'dof':>3}  {'model':<18} {'hidden':>6} {'params':>7} {'ms/step':>8} "
+          f"{'vs gradnet':>10}")
+    for dof in args.dof:
+        q, p, dq, dp = (torch.randn(args.batch, dof, generator=g) for _ in range(4))
+        models = {}
+        for name in MODELS:
+            hidden = _hidden_for(name, dof, args.budget, args.depth)
+            models[name] = get_model(name, dof, hidden=hidden, depth=args.depth,
+                                     generator=torch.Generator().manual_seed(1)).float()
+        best = {name: float("inf") for name in models}
+        for _ in range(args.repeats):  # interleaved, so load changes hit every model alike
+            for name, model in models.items():
+                best[name] = min(best[name], _time_step(model, q, p, dq, dp, args.steps))
+        for name, model in models.items():
+            print(f"{dof:>3}  {name:<18} {model.hparams['hidden']:>6} "
+                  f"{count_parameters(model):>7} {best[name] * 1e3:>8.3f} "
+                  f"{best[name] / best['gradnet']:>10.2f}")
+
+
+if __name__ == "__main__":
+    main()
