@@ -116,6 +116,8 @@ def test_bad_names_and_params_are_clear():
         get_system("pendulum", g=-1)
     with pytest.raises(ConfigError, match=r"masses must be one number or a list of n=3"):
         get_system("nbody", n=3, masses=[1.0, 2.0])
+    with pytest.raises(ConfigError, match=r"min_gap=0.5 leaves no room for n-1=9 orbits"):
+        get_system("nbody", n=10, min_gap=0.5)
     with pytest.raises(ConfigError, match=r"ends must be 'fixed' or 'periodic'"):
         get_system("spring-chain", ends="open")
     with pytest.raises(ConfigError, match=r"cannot import module 'no_such_mod_xyz'"):
