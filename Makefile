@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench lint clean
+.PHONY: test demo demo-gradnet bench lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,15 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
+# The Hamiltonian pipeline on the default pendulum: simulate -> train -> evaluate -> plot.
 demo: $(STAMP)
+	test -f data/pendulum.h5 || $(BIN)/hamgrad simulate pendulum --out data/pendulum.h5
+	$(BIN)/hamgrad train --name demo --overwrite
+	$(BIN)/hamgrad evaluate runs/demo --horizon 1000
+	$(BIN)/hamgrad plot runs/demo
+
+# The gradient-network demo: learn a 2-D gradient field, print the test error in dB.
+demo-gradnet: $(STAMP)
 	$(BIN)/python -m hamgrad.demo
 
 bench: $(STAMP)

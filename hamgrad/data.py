@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import h5py
 import numpy as np
 
 from hamgrad import __version__
+from hamgrad._atomic import atomic_target
 from hamgrad.errors import DatasetError
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "SPLIT_NAMES", "Dataset", "Split", "concatenate_datasets",
@@ -238,29 +238,22 @@ def write_dataset(path: str | os.PathLike[str], splits: Mapping[str, Split],
                                f"{', '.join(SPLIT_NAMES)}")
         checked[name] = _check_split(where, name, split, root["dof"], root["dt"])
 
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".tmp", dir=path.parent or ".")
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w", track_order=True) as f:
-            for key, value in root.items():
+    with atomic_target(path) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+        for key, value in root.items():
+            if value is not None:
+                f.attrs[key] = _attr_value(value)
+        for name in SPLIT_NAMES:
+            if name not in checked:
+                continue
+            group = f.create_group(name, track_order=True)
+            split = checked[name]
+            for key, value in split.attrs.items():
+                group.attrs[key] = _attr_value(value)
+            for field_name in ("t", *_TRAJ_FIELDS, "energy"):
+                value = getattr(split, field_name)
                 if value is not None:
-                    f.attrs[key] = _attr_value(value)
-            for name in SPLIT_NAMES:
-                if name not in checked:
-                    continue
-                group = f.create_group(name, track_order=True)
-                split = checked[name]
-                for key, value in split.attrs.items():
-                    group.attrs[key] = _attr_value(value)
-                for field_name in ("t", *_TRAJ_FIELDS, "energy"):
-                    value = getattr(split, field_name)
-                    if value is not None:
-                        # No timestamps: the same data gives the same file bytes.
-                        group.create_dataset(field_name, data=value, track_times=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+                    # No timestamps: the same data gives the same file bytes.
+                    group.create_dataset(field_name, data=value, track_times=False)
     return path
 
 

@@ -134,6 +134,8 @@ BAD_INPUTS = {
     "unknown model name": (lambda r, d, x: ["train", "--data", d, "--model", "nope"],
                            "unknown model 'nope'"),
     "missing run": (lambda r, d, x: ["evaluate", r / "nope"], "no checkpoint"),
+    "resume without checkpoint": (lambda r, d, x: ["train", "--resume", x["empty_run"]],
+                                  "no checkpoint"),
     "missing data": (lambda r, d, x: ["train", "--data", r / "none.h5"], "none.h5"),
     "bad param": (lambda r, d, x: ["train", "--data", d, "--param", "widht=3"],
                   "unknown hyperparameter 'widht'"),
@@ -153,6 +155,9 @@ def test_bad_input_gives_one_line_exit_2_and_damages_nothing(case, setup, tmp_pa
              "dof2": make_dataset(tmp_path / "chain.h5", "spring-chain", n_train=1, n_val=0,
                                   n_test=1, n_steps=3, n_steps_test=3)}
     extra["file"].write_text("I am a file, not a directory")
+    extra["empty_run"] = tmp_path / "empty-run"  # config.json written, crashed before epoch 1
+    extra["empty_run"].mkdir()
+    shutil.copy(runs / "g/config.json", extra["empty_run"] / "config.json")
     extra["toml"].write_text("epochz = 3\n")
     build, needle = BAD_INPUTS[case]
     args = build(runs, data, extra)

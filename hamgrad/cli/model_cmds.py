@@ -73,6 +73,13 @@ class _Progress:
 
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
+        self.open_line = False
+
+    def close(self) -> None:
+        """End a live line left open (early stopping ends before the last epoch)."""
+        if self.open_line:
+            click.echo("", err=True)
+            self.open_line = False
 
     def __call__(self, row: dict[str, Any], config: Any) -> None:
         epoch, total = row["epoch"], config.epochs
@@ -82,6 +89,7 @@ class _Progress:
         if self.tty:
             bar = "#" * int(20 * epoch / total)
             click.echo(f"\r[{bar:<20}] {text}", err=True, nl=epoch == total)
+            self.open_line = epoch != total
         elif epoch == 1 or epoch == total or epoch % max(1, total // 10) == 0:
             click.echo(text, err=True)
 
@@ -117,9 +125,13 @@ def train_cmd(config_file: str | None, params: tuple[str, ...], resume: str | No
         config = TrainConfig.from_toml(config_file, overrides)
     else:
         config = TrainConfig.from_mapping(overrides, source="options")
-    result = train(config, resume=resume, overwrite=overwrite,
-                   progress=None if quiet else _Progress(),
-                   on_start=lambda root: click.echo(f"run directory: {root}", err=True))
+    progress = None if quiet else _Progress()
+    try:
+        result = train(config, resume=resume, overwrite=overwrite, progress=progress,
+                       on_start=lambda root: click.echo(f"run directory: {root}", err=True))
+    finally:
+        if progress is not None:
+            progress.close()
     click.echo(f"run: {result.run_dir}")
     click.echo(f"{result.stop_reason} after {result.epochs} epochs; best epoch "
                f"{result.best_epoch}, loss {result.loss} = {result.best_loss:.4e}")

@@ -13,8 +13,9 @@ isolates the network structure.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import torch
 from torch import Tensor
 
 from hamgrad.models.base import LearnedModel, build_net, no_energy
@@ -70,7 +71,8 @@ class NeuralODE(LearnedModel):
     default_integrator = "rk4"
     hamiltonian = False
 
-    def __init__(self, dof: int, generator=None, **hparams) -> None:
+    def __init__(self, dof: int, generator: torch.Generator | None = None,
+                 **hparams: Any) -> None:
         super().__init__(dof, generator, **hparams)
         h = self.hparams
         self.net = build_net("mlp", 2 * dof, h["hidden"], h["depth"], h["activation"], ("mlp",),

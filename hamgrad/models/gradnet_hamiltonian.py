@@ -11,8 +11,9 @@ S. Chaudhari, S. Pranav, J. M. F. Moura, "Gradient Networks", IEEE Trans. Signal
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import torch
 from torch import Tensor
 
 from hamgrad.models.base import HamiltonianModel, build_net
@@ -32,7 +33,7 @@ def monotone_gradnets() -> tuple[str, ...]:
     return tuple(n for n in GRADNETS if n in NETS and NETS[n].monotone)
 
 
-def net_potential(net, z: Tensor) -> Tensor:
+def net_potential(net: torch.nn.Module, z: Tensor) -> Tensor:
     """Scalar potential ``F(z) - F(0)`` of gradient net ``net``: ``[..., d] -> [...]``."""
     from hamgrad.nets import potential
 
@@ -68,7 +69,8 @@ class GradNetHamiltonian(HamiltonianModel):
     separable = False
     allowed_nets: ClassVar[tuple[str, ...]] = GRADNETS
 
-    def __init__(self, dof: int, generator=None, **hparams) -> None:
+    def __init__(self, dof: int, generator: torch.Generator | None = None,
+                 **hparams: Any) -> None:
         super().__init__(dof, generator, **hparams)
         h = self.hparams
         self.net = build_net(h["net"], 2 * dof, h["hidden"], h["depth"], h["activation"],
@@ -111,7 +113,8 @@ class SeparableGradNetHamiltonian(HamiltonianModel):
     train_integrator = "leapfrog"
     separable = True
 
-    def __init__(self, dof: int, generator=None, **hparams) -> None:
+    def __init__(self, dof: int, generator: torch.Generator | None = None,
+                 **hparams: Any) -> None:
         super().__init__(dof, generator, **hparams)
         h = self.hparams
         self.potential_net = build_net(h["potential_net"], dof, h["hidden"], h["depth"],

@@ -21,7 +21,12 @@ import torch
 
 from hamgrad.errors import CheckpointError, ConfigError, DatasetError, HamgradError
 from hamgrad.models import LearnedModel, get_model
-from hamgrad.training.checkpoint import RunPaths, load_checkpoint, save_checkpoint
+from hamgrad.training.checkpoint import (
+    RunPaths,
+    find_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from hamgrad.training.config import (
     DEFAULT_DATA,
     DTYPES,
@@ -235,7 +240,7 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
 
     if resume is not None:
         paths = RunPaths(resume)
-        ckpt = load_checkpoint(paths.last)
+        ckpt = load_checkpoint(find_checkpoint(resume, "last"))
         model.load_state_dict(ckpt["model_state"])
         optimizer.load_state_dict(ckpt["optimizer_state"])
         scheduler.load_state_dict(ckpt["scheduler_state"])
