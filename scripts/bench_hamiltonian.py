@@ -164,7 +164,7 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(n_train=3, n_val=1, n_test=2, n_steps=10, horizon=100, epochs=2,
-                     batch_size=16, budget=300, seeds=(0,), lr=3e-3, hnn_steps=3,
+                     batch_size=16, budget=1000, seeds=(0,), lr=3e-3, hnn_steps=3,
                      hnn_trajectories=3, long_steps=200, long_trajectories=2),
     "quick": Profile(n_train=24, n_val=4, n_test=8, n_steps=100, horizon=1000, epochs=12,
                      batch_size=128, budget=1500, seeds=(0,), lr=3e-3, hnn_steps=300,

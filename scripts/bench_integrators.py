@@ -136,7 +136,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1000 steps, small batches only")
     parser.add_argument("--steps", type=int, default=10_000, help="steps at batch 1 and 1024")
     parser.add_argument("--large-steps", type=int, default=1_000, help="steps at batch 65536")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: keep)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.set_default_dtype(torch.float64)
     if args.quick:
         batches, steps = [1, 1024], {1: 1000, 1024: 1000}

@@ -44,12 +44,6 @@ __all__ = [
 def _identity(z: Tensor) -> Tensor:
     return z
 
-
-def _tanhshrink(z: Tensor) -> Tensor:
-    # The linear tail z - tanh z is what lets the mix fit linearly growing gradient fields.
-    return z - torch.tanh(z)
-
-
 class Elementwise(nn.Module):
     """A fixed element-wise activation ``σ(z)`` applied to ``[..., width]`` (no parameters)."""
 
@@ -65,7 +59,6 @@ class Elementwise(nn.Module):
     def extra_repr(self) -> str:
         return self.name
 
-
 class VectorSoftmax(nn.Module):
     """Softmax over the last axis: ∇ logsumexp, a monotone vector gradient map."""
 
@@ -73,11 +66,9 @@ class VectorSoftmax(nn.Module):
         """Return ``softmax(z)`` over the last axis of ``z`` ``[..., width]``."""
         return torch.softmax(z, dim=-1)
 
-
 def _positive_or_free(raw: Tensor, monotone: bool) -> Tensor:
     # Non-negativity by softplus, not clamping: clamping zeroes the gradient and gets stuck.
     return F.softplus(raw) if monotone else raw
-
 
 class TanhMix(nn.Module):
     """Learnable per-unit tanh mix ``a·tanh z ± b·(z − tanh z)`` (2·width parameters).
@@ -103,10 +94,12 @@ class TanhMix(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         """Apply σ element-wise to ``z`` ``[..., width]``."""
         a = _positive_or_free(self.a, self.monotone)
-        b = _positive_or_free(self.b, self.monotone)
-        sign = 1.0 if self.monotone else -1.0
-        return a * torch.tanh(z) + sign * b * _tanhshrink(z)
-
+        slope = _positive_or_free(self.b, self.monotone)
+        if not self.monotone:
+            slope = -slope
+        # a·tanh z + slope·(z − tanh z) = (a − slope)·tanh z + slope·z: the same map with one
+        # tanh and two full-size ops instead of five (this sits in every training step).
+        return torch.addcmul(slope * z, a - slope, torch.tanh(z))
 
 class SoftmaxMix(nn.Module):
     """Learnable ``a·softmax(z) − b·softmin(z)`` over the last axis (2 scalar parameters).
@@ -127,7 +120,6 @@ class SoftmaxMix(nn.Module):
         a = _positive_or_free(self.a, self.monotone)
         b = _positive_or_free(self.b, self.monotone)
         return a * torch.softmax(z, dim=-1) - b * torch.softmax(-z, dim=-1)
-
 
 @dataclass(frozen=True)
 class ActivationSpec:
@@ -154,10 +146,8 @@ class ActivationSpec:
     convex: bool = False
     learnable: bool = False
 
-
 def _fixed(name: str, fn: Callable[[Tensor], Tensor]) -> Callable[[int, bool], nn.Module]:
     return lambda width, monotone: Elementwise(name, fn)
-
 
 ACTIVATIONS: dict[str, ActivationSpec] = {
     "tanh-mix": ActivationSpec(TanhMix, monotone=True, elementwise=True, learnable=True),
@@ -177,7 +167,6 @@ ACTIVATIONS: dict[str, ActivationSpec] = {
 }
 """Activation name -> `ActivationSpec`. Every entry is smooth (C^∞): no ReLU, whose Jacobian is
 piecewise constant and whose second derivative (needed by the autograd baselines) is zero."""
-
 
 def get_activation(
     name: str,

@@ -92,9 +92,12 @@ class _Cascade(FieldNet):
     def _field(self, x: Tensor) -> Tensor:
         alpha, beta = self._scales()
         u = F.linear(x, self.W)  # Wx, shared by every layer
-        z = beta[0] * (u + self.b[0])
+        # β_l ⊙ (Wx + b_l) for all layers in one op: [..., L, h].
+        # (unbind, not indexing: its backward is one stack, not L zero-filled full copies.)
+        pre = torch.addcmul(beta * self.b, beta, u.unsqueeze(-2)).unbind(-2)
+        z = pre[0]
         for l in range(1, self.layers):
-            z = beta[l] * (u + self.b[l]) + alpha[l - 1] * self.act[l - 1](z)
+            z = torch.addcmul(pre[l], alpha[l - 1], self.act[l - 1](z))
         out = alpha[-1] * self.act[-1](z)
         return out @ self.W + self.b_out  # Wᵀ(·): the same W, so the Jacobian is symmetric
 
