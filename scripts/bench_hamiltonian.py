@@ -158,6 +158,8 @@ class Profile:
     lr: float
     hnn_steps: int  # full-batch steps of the HNN protocol
     hnn_trajectories: int  # per split (train and test) in the HNN protocol
+    hnn_hidden: int  # width of the protocol's HNN, which sets its budget (published: 200)
+    hnn_long_factor: int  # the second energy-MSE span, in multiples of the test span
     long_steps: int
     long_trajectories: int
 
@@ -165,13 +167,16 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(n_train=3, n_val=1, n_test=2, n_steps=10, horizon=100, epochs=2,
                      batch_size=16, budget=1000, seeds=(0,), lr=3e-3, hnn_steps=3,
-                     hnn_trajectories=3, long_steps=200, long_trajectories=2),
+                     hnn_trajectories=3, hnn_hidden=24, hnn_long_factor=2, long_steps=200,
+                     long_trajectories=2),
     "quick": Profile(n_train=24, n_val=4, n_test=8, n_steps=100, horizon=1000, epochs=12,
                      batch_size=128, budget=1500, seeds=(0,), lr=3e-3, hnn_steps=300,
-                     hnn_trajectories=25, long_steps=10_000, long_trajectories=4),
+                     hnn_trajectories=25, hnn_hidden=200, hnn_long_factor=10,
+                     long_steps=10_000, long_trajectories=4),
     "full": Profile(n_train=100, n_val=20, n_test=20, n_steps=100, horizon=1000, epochs=100,
                     batch_size=256, budget=4000, seeds=(0, 1, 2), lr=3e-3, hnn_steps=2000,
-                    hnn_trajectories=25, long_steps=100_000, long_trajectories=8),
+                    hnn_trajectories=25, hnn_hidden=200, hnn_long_factor=10,
+                    long_steps=100_000, long_trajectories=8),
 }
 
 BUDGET_TOLERANCE = 0.05  # matched parameter budgets: every model within ±5 %
@@ -488,14 +493,13 @@ HNN_TASKS: dict[str, dict[str, Any]] = {
 }
 HNN_SPAN = 3.0  # t in [0, 3]
 HNN_NOISE = 0.1
-HNN_LONG_FACTOR = 10  # the second energy span: 10x the test span
 HNN_SUBSTEPS = 10  # RK4 steps per sample interval in the energy rollouts
 
 
-def hnn_budget() -> int:
-    """Parameters of the published HNN (MLP 2-200-200-1, tanh) as built by `hamgrad.models`."""
-    return model_parameters("hnn", 1, 200, {"depth": 2, "activation": "tanh",
-                                            "normalize": False})
+def hnn_budget(hidden: int = 200) -> int:
+    """Parameters of the HNN MLP 2-hidden-hidden-1 (tanh; published: ``hidden=200``)."""
+    return model_parameters("hnn", 1, hidden, {"depth": 2, "activation": "tanh",
+                                               "normalize": False})
 
 
 def _energy_mse(model: Any, system: Any, q0: np.ndarray, p0: np.ndarray, h_true: np.ndarray,
@@ -516,8 +520,8 @@ def run_hnn(args: argparse.Namespace, profile: Profile, results: dict[str, Any])
     from simulators import get_system
 
     out = results.setdefault("hnn", {"runs": [], "oracle": {}, "budget": None})
-    budget = hnn_budget()
-    out["budget"] = budget
+    budget = hnn_budget(profile.hnn_hidden)
+    out["budget"], out["long_factor"] = budget, profile.hnn_long_factor
     for task, spec in HNN_TASKS.items():
         system = get_system(spec["system"], **spec["params"])
         n_steps = spec["samples"] - 1
@@ -569,7 +573,7 @@ def run_hnn(args: argparse.Namespace, profile: Profile, results: dict[str, Any])
                        "hidden": hidden, "derivative_mse": float(np.mean((pred - target) ** 2)),
                        "energy_mse": _energy_mse(model, system, q0, p0, h0, dt, n_steps),
                        "energy_mse_long": _energy_mse(model, system, q0, p0, h0, dt,
-                                                      n_steps * HNN_LONG_FACTOR),
+                                                      n_steps * profile.hnn_long_factor),
                        "epoch_s": _epoch_seconds(run_dir), "train_s": train_s}
                 out["runs"].append(row)
                 _log(f"  [hnn] {task} {mlabel} seed {seed}: deriv MSE "
@@ -584,7 +588,7 @@ def format_hnn(hnn: dict[str, Any]) -> str:
     for r in hnn["runs"]:
         groups.setdefault((r["task"], r["model"]), []).append(r)
     header = ["task", "model", "params", "test deriv. MSE", "energy MSE (t∈[0,3])",
-              f"energy MSE (t∈[0,{HNN_SPAN * HNN_LONG_FACTOR:g}])", "s/epoch"]
+              f"energy MSE (t∈[0,{HNN_SPAN * hnn['long_factor']:g}])", "s/epoch"]
     rows = []
     for (task, model), runs in groups.items():
         rows.append([task, model, str(runs[0]["params"]),

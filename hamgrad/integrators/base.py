@@ -61,9 +61,14 @@ def is_separable(field: object) -> bool:
 def vector_field(field: object) -> FieldFn:
     """Return ``(q, p) -> (dq/dt, dp/dt)`` for a Hamiltonian field or a `VectorField`.
 
-    For a Hamiltonian field the derivative is built from Hamilton's equations
-    ``dq/dt = ∂H/∂p``, ``dp/dt = −∂H/∂q``; otherwise ``field.time_derivative`` is used.
+    A field's own ``time_derivative`` is preferred when it has one: a non-separable model or
+    system computes both halves of ∇H in one evaluation there, where calling ``dH_dp`` and
+    ``dH_dq`` separately would evaluate it twice. Otherwise the derivative is built from
+    Hamilton's equations ``dq/dt = ∂H/∂p``, ``dp/dt = −∂H/∂q``.
     """
+    derivative = getattr(field, "time_derivative", None)
+    if callable(derivative):
+        return derivative
     if has_gradient(field):
         dH_dq, dH_dp = field.dH_dq, field.dH_dp  # type: ignore[attr-defined]
 
@@ -71,13 +76,10 @@ def vector_field(field: object) -> FieldFn:
             return dH_dp(q, p), -dH_dq(q, p)
 
         return hamilton
-    derivative = getattr(field, "time_derivative", None)
-    if not callable(derivative):
-        raise IntegratorError(
-            f"field of type {type(field).__name__} has neither dH_dq/dH_dp nor time_derivative; "
-            "expected a HamiltonianField or a VectorField"
-        )
-    return derivative
+    raise IntegratorError(
+        f"field of type {type(field).__name__} has neither dH_dq/dH_dp nor time_derivative; "
+        "expected a HamiltonianField or a VectorField"
+    )
 
 
 def _kinds(field: object) -> str:
