@@ -5,9 +5,9 @@ hyperparameters; ``model.config()`` and the ``state_dict`` rebuild it (`model_fr
 
 | name | class | structure | default rollout |
 |---|---|---|---|
-| ``gradnet`` | `GradNetHamiltonian` | ∇H = GradNet(q, p) | implicit midpoint |
+| ``gradnet`` | `GradNetHamiltonian` | ∇H = GradNet(q, p) | Gauss–Legendre 4 |
 | ``separable-gradnet`` | `SeparableGradNetHamiltonian` | ∇V = GradNet, ∇T = mGradNet | Yoshida 4 |
-| ``hnn`` | `HNN` | ∇H = autograd of a scalar MLP | implicit midpoint |
+| ``hnn`` | `HNN` | ∇H = autograd of a scalar MLP | Gauss–Legendre 4 |
 | ``neural-ode`` | `NeuralODE` | unconstrained MLP vector field | RK4 |
 """
 

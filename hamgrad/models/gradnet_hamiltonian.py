@@ -65,7 +65,9 @@ class GradNetHamiltonian(HamiltonianModel):
     name = "gradnet"
     defaults: ClassVar[dict] = {"net": "gradnet-c", "hidden": 64, "depth": 4,
                                 "activation": None, "normalize": True}
-    default_integrator = "implicit-midpoint"
+    # Order 4 (symplectic, symmetric): at the data's dt the order-2 midpoint rule's own error
+    # hides the model's (pendulum, dt = 0.1: valid time 8 vs 80 with the same trained model).
+    default_integrator = "gauss4"
     separable = False
     allowed_nets: ClassVar[tuple[str, ...]] = GRADNETS
 
