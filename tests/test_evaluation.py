@@ -172,7 +172,7 @@ def test_predict_split_writes_the_dataset_format(pendulum, tmp_path):
     model = get_model("gradnet", 1, hidden=8, depth=2)
     out = predict_split(model, pendulum, tmp_path / "pred.h5", n_steps=12, source="run")
     pred = load_dataset(out)
-    assert pred.system is None and pred.attrs["integrator"] == "implicit-midpoint"
+    assert pred.system is None and pred.attrs["integrator"] == model.default_integrator
     assert pred.splits["test"].q.shape == (3, 13, 1)
     np.testing.assert_allclose(pred.splits["test"].q[:, 0], pendulum.splits["test"].q[:, 0])
     before = out.read_bytes()
