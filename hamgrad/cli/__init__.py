@@ -23,6 +23,9 @@ class _Group(click.Group):
         except HamgradError as exc:
             click.echo(f"hamgrad: error: {exc}", err=True)
             sys.exit(2)
+        except BrokenPipeError:  # `hamgrad info f.h5 | head`: the reader left, nothing is wrong
+            sys.stderr.close()
+            sys.exit(0)
         except OSError as exc:  # unreadable / unwritable paths: still one line, exit 2
             click.echo(f"hamgrad: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
                        err=True)
