@@ -174,7 +174,7 @@ PROFILES: dict[str, Profile] = {
                      long_trajectories=2),
     "quick": Profile(n_train=24, n_val=4, n_test=8, n_steps=100, horizon=1000, epochs=40,
                      batch_size=128, budget=1500, seeds=(0,), lr=3e-3, hnn_steps=300,
-                     hnn_trajectories=25, hnn_hidden=200, hnn_long_factor=10,
+                     hnn_trajectories=25, hnn_hidden=100, hnn_long_factor=10,
                      long_steps=10_000, long_trajectories=4),
     "full": Profile(n_train=100, n_val=20, n_test=20, n_steps=100, horizon=1000, epochs=100,
                     batch_size=256, budget=4000, seeds=(0, 1, 2), lr=3e-3, hnn_steps=2000,
@@ -334,68 +334,88 @@ def _applicable(spec: ModelSpec, separable: bool) -> bool:
     return separable or not spec.separable_only
 
 
+def _main_dataset(args: argparse.Namespace, profile: Profile, label: str) -> Path:
+    """The (cached) dataset of system ``label`` under ``profile``: noise-free, with derivatives,
+    the test split ``horizon`` steps long so the evaluation truth is stored."""
+    spec = SYSTEM_SPECS[label]
+    return ensure_dataset(args.data_dir, label, {
+        "system": spec.system, "params": spec.params, "dt": spec.dt, "n_train": profile.n_train,
+        "n_val": profile.n_val, "n_test": profile.n_test, "n_steps": profile.n_steps,
+        "n_steps_test": profile.horizon, "noise_std": 0.0, "seed": args.data_seed})
+
+
+def _train_and_evaluate(args: argparse.Namespace, profile: Profile, label: str, path: Path,
+                        dataset: Any, mlabel: str, hidden: int, n_params: int,
+                        seed: int) -> tuple[dict[str, Any], Any]:
+    """Train one (system, model, seed) and evaluate it: ``(row, evaluation or None)``."""
+    mspec = MODEL_SPECS[mlabel]
+    started = time.perf_counter()
+    run_dir = _train(path, mspec.model, {**mspec.hparams, "hidden": hidden},
+                     args.work_dir / "runs", f"{label}-{mlabel}-s{seed}", loss="derivative",
+                     epochs=profile.epochs, batch_size=profile.batch_size, lr=profile.lr,
+                     schedule="cosine", seed=seed)
+    train_s = time.perf_counter() - started
+    row = {"system": label, "model": mlabel, "seed": seed, "params": n_params,
+           "hidden": hidden, "run_dir": str(run_dir), "epoch_s": _epoch_seconds(run_dir),
+           "train_s": train_s}
+    try:
+        # In the training dtype, as `hamgrad evaluate` does: float32 round-off over 1000
+        # steps is far below every model error here.
+        ev = _evaluate(_load(run_dir), dataset, profile.horizon)
+    except IntegratorError as exc:
+        # A rollout that blows up is a result (the row says so), not a crash.
+        _log(f"  {label} {mlabel} seed {seed}: evaluation FAILED: {exc}")
+        return {**row, "failed": str(exc)}, None
+    m = ev.metrics["model_metrics"]
+    row.update(integrator=ev.metrics["integrator"],
+               derivative_error_db=m["derivative_error_db"],
+               state_error_db=m["state_error_db"],
+               energy_rel_error_max=m["energy_rel_error_max"],
+               vpt_time=m["vpt_time"], vpt_censored=m["vpt_censored"],
+               eval_s=time.perf_counter() - started - train_s)
+    _log(f"  {label} {mlabel} seed {seed}: deriv {row['derivative_error_db']:.2f} dB, "
+         f"state@100 {m['state_error_db'].get('100', float('nan')):.2f} dB, "
+         f"train {train_s:.1f} s, eval {row['eval_s']:.1f} s")
+    return row, ev
+
+
 def run_main(args: argparse.Namespace, profile: Profile, results: dict[str, Any]) -> None:
-    """Train and evaluate every (system, model, seed); fill ``results['main']``."""
+    """Train and evaluate every (seed, system, model); fill ``results['main']``.
+
+    Seeds are the outer loop, so a run stopped early still covers every system and model
+    (with fewer seeds) rather than a few systems with all seeds.
+    """
     from hamgrad.data import load_dataset
     from simulators import get_system
 
     out = results.setdefault("main", {"runs": [], "floors": [], "budgets": []})
+    plan: list[tuple[str, Path, Any, list[tuple[str, int, int]]]] = []
     for label in args.systems:
         spec = SYSTEM_SPECS[label]
         system = get_system(spec.system, **spec.params)
-        settings = {"system": spec.system, "params": spec.params, "dt": spec.dt,
-                    "n_train": profile.n_train, "n_val": profile.n_val,
-                    "n_test": profile.n_test, "n_steps": profile.n_steps,
-                    "n_steps_test": profile.horizon, "noise_std": 0.0, "seed": args.data_seed}
-        _log(f"[main] {label}: dof {system.dof}, separable {system.separable}")
-        path = ensure_dataset(args.data_dir, label, settings)
-        dataset = load_dataset(path)
-        floors_seen: set[str] = set()
+        path = _main_dataset(args, profile, label)
+        models = []
         for mlabel in args.models:
             mspec = MODEL_SPECS[mlabel]
-            if not _applicable(mspec, system.separable):
-                continue
-            hidden, n_params = match_budget(mspec.model, system.dof, profile.budget,
-                                            mspec.hparams)
-            out["budgets"].append({"system": label, "model": mlabel, "hidden": hidden,
-                                   "params": n_params, "budget": profile.budget})
-            for seed in profile.seeds:
-                started = time.perf_counter()
-                run_dir = _train(path, mspec.model, {**mspec.hparams, "hidden": hidden},
-                                 args.work_dir / "runs", f"{label}-{mlabel}-s{seed}",
-                                 loss="derivative", epochs=profile.epochs,
-                                 batch_size=profile.batch_size, lr=profile.lr,
-                                 schedule="cosine", seed=seed)
-                train_s = time.perf_counter() - started
-                row = {"system": label, "model": mlabel, "seed": seed, "params": n_params,
-                       "hidden": hidden, "run_dir": str(run_dir),
-                       "epoch_s": _epoch_seconds(run_dir), "train_s": train_s}
-                try:
-                    # In the training dtype, as `hamgrad evaluate` does: float32 round-off
-                    # over 1000 steps is far below every model error here.
-                    ev = _evaluate(_load(run_dir), dataset, profile.horizon)
-                except IntegratorError as exc:
-                    # A rollout that blows up is a result (the row says so), not a crash.
-                    out["runs"].append({**row, "failed": str(exc)})
-                    _log(f"  {mlabel} seed {seed}: evaluation FAILED: {exc}")
-                    _write_json(args.json, results)
-                    continue
-                m = ev.metrics["model_metrics"]
-                row.update(integrator=ev.metrics["integrator"],
-                           derivative_error_db=m["derivative_error_db"],
-                           state_error_db=m["state_error_db"],
-                           energy_rel_error_max=m["energy_rel_error_max"],
-                           vpt_time=m["vpt_time"], vpt_censored=m["vpt_censored"],
-                           eval_s=time.perf_counter() - started - train_s)
+            if _applicable(mspec, system.separable):
+                hidden, n_params = match_budget(mspec.model, system.dof, profile.budget,
+                                                mspec.hparams)
+                out["budgets"].append({"system": label, "model": mlabel, "hidden": hidden,
+                                       "params": n_params, "budget": profile.budget})
+                models.append((mlabel, hidden, n_params))
+        plan.append((label, path, load_dataset(path), models))
+    floors_seen: set[tuple[str, str]] = set()
+    for seed in profile.seeds:
+        for label, path, dataset, models in plan:
+            for mlabel, hidden, n_params in models:
+                row, ev = _train_and_evaluate(args, profile, label, path, dataset, mlabel,
+                                              hidden, n_params, seed)
                 out["runs"].append(row)
-                _log(f"  {mlabel} seed {seed}: deriv {row['derivative_error_db']:.2f} dB, "
-                     f"state@100 {m['state_error_db'].get('100', float('nan')):.2f} dB, "
-                     f"train {train_s:.1f} s, eval {row['eval_s']:.1f} s")
-                method = ev.metrics["integrator"]
-                if ev.metrics["floor_metrics"] is not None and method not in floors_seen:
-                    floors_seen.add(method)
+                if ev is not None and ev.metrics["floor_metrics"] is not None \
+                        and (label, ev.metrics["integrator"]) not in floors_seen:
+                    floors_seen.add((label, ev.metrics["integrator"]))
                     f = ev.metrics["floor_metrics"]
-                    out["floors"].append({"system": label, "integrator": method,
+                    out["floors"].append({"system": label, "integrator": ev.metrics["integrator"],
                                           "state_error_db": f["state_error_db"],
                                           "energy_rel_error_max": f["energy_rel_error_max"],
                                           "vpt_time": f["vpt_time"]})
@@ -552,7 +572,8 @@ def run_hnn(args: argparse.Namespace, profile: Profile, results: dict[str, Any])
     out = results.setdefault("hnn", {"runs": [], "oracle": {}, "budget": None})
     budget = hnn_budget(profile.hnn_hidden)
     out["budget"], out["long_factor"] = budget, profile.hnn_long_factor
-    for task, spec in HNN_TASKS.items():
+    for task in args.hnn_tasks:
+        spec = HNN_TASKS[task]
         system = get_system(spec["system"], **spec["params"])
         n_steps = spec["samples"] - 1
         dt = HNN_SPAN / n_steps
@@ -666,11 +687,7 @@ def run_long(args: argparse.Namespace, profile: Profile, results: dict[str, Any]
         scratch: dict[str, Any] = {}
         run_main(sub, profile, scratch)
         done.update({(r["model"], r["seed"]): Path(r["run_dir"]) for r in scratch["main"]["runs"]})
-    settings = {"system": spec.system, "params": spec.params, "dt": spec.dt,
-                "n_train": profile.n_train, "n_val": profile.n_val, "n_test": profile.n_test,
-                "n_steps": profile.n_steps, "n_steps_test": profile.horizon, "noise_std": 0.0,
-                "seed": args.data_seed}
-    test = load_dataset(ensure_dataset(args.data_dir, LONG_SYSTEM, settings)).split("test")
+    test = load_dataset(_main_dataset(args, profile, LONG_SYSTEM)).split("test")
     k = min(profile.long_trajectories, test.n_traj)
     q0 = torch.from_numpy(test.q[:k, 0])
     p0 = torch.from_numpy(test.p[:k, 0])
@@ -687,9 +704,12 @@ def run_long(args: argparse.Namespace, profile: Profile, results: dict[str, Any]
                 h = system.hamiltonian(traj.q, traj.p).numpy()  # [k, n_saved]
             rel = np.abs(h - h0[:, None]) / np.abs(h0[:, None])
             tenth = max(1, rel.shape[1] // 10)
+            hundredth = max(1, rel.shape[1] // 100)
             first, last = float(rel[:, 1:tenth + 1].max()), float(rel[:, -tenth:].max())
             t = traj.t.numpy()
             row = {"model": mlabel, "seed": seed, "integrator": method,
+                   # a model whose error saturates early shows it here, not in the ratio
+                   "first_hundredth_max": float(rel[:, 1:hundredth + 1].max()),
                    "first_tenth_max": first, "last_tenth_max": last,
                    "ratio": last / first if first > 0 else math.inf,
                    "drift_slope": float(np.polyfit(t, rel.mean(0), 1)[0]),
@@ -705,9 +725,11 @@ def format_long(long: dict[str, Any]) -> str:
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in long["runs"]:
         groups.setdefault(r["model"], []).append(r)
-    header = ["model", "integrator", "max rel. energy err, first tenth",
+    header = ["model", "integrator", "max rel. energy err, first 1/100",
+              "max rel. energy err, first tenth",
               "max rel. energy err, last tenth", "last / first", "drift slope (1/time)"]
     rows = [[m, rs[0]["integrator"],
+             _fmt_ms(_mean_std([r.get("first_hundredth_max") for r in rs]), ".2e"),
              _fmt_ms(_mean_std([r["first_tenth_max"] for r in rs]), ".2e"),
              _fmt_ms(_mean_std([r["last_tenth_max"] for r in rs]), ".2e"),
              _fmt_ms(_mean_std([r["ratio"] for r in rs]), ".2f"),
@@ -754,6 +776,8 @@ def build_parser() -> argparse.ArgumentParser:
                         default=list(SYSTEM_SPECS))
     parser.add_argument("--models", type=_names("model", MODEL_SPECS),
                         default=list(MODEL_SPECS))
+    parser.add_argument("--hnn-tasks", type=_names("HNN task", HNN_TASKS),
+                        default=list(HNN_TASKS), help="tasks of the hnn section")
     parser.add_argument("--seeds", type=int, default=None,
                         help="number of seeds (default: the profile's)")
     parser.add_argument("--data-dir", type=Path, default=Path("data/bench"))
@@ -763,12 +787,27 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write every run's numbers here (updated after each run)")
     parser.add_argument("--markdown", type=Path, default=None,
                         help="also write the printed tables here")
+    parser.add_argument("--report", type=Path, default=None, metavar="JSON",
+                        help="only print the tables of a (possibly partial) --json file")
     return parser
+
+
+def format_results(results: dict[str, Any], sections: Sequence[str]) -> str:
+    """The Markdown report of every section present in ``results``."""
+    profile = Profile(**{**results["settings"], "seeds": tuple(results["settings"]["seeds"])})
+    parts = [SECTIONS[name][1](results, profile) for name in sections if name in results]
+    wall = results.get("wall_s")
+    parts.append(f"profile {results['profile']}, "
+                 + (f"total wall time {wall:.0f} s" if wall is not None else "partial run"))
+    return "\n\n".join(parts) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the selected sections, print Markdown tables; return 0."""
     args = build_parser().parse_args(argv)
+    if args.report is not None:
+        print(format_results(json.loads(args.report.read_text()), list(SECTIONS)))
+        return 0
     profile = PROFILES[args.profile]
     if args.seeds is not None:
         profile = dataclasses.replace(profile, seeds=tuple(range(args.seeds)))
@@ -780,8 +819,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         SECTIONS[name][0](args, profile, results)
     results["wall_s"] = time.perf_counter() - started
     _write_json(args.json, results)
-    text = "\n\n".join(SECTIONS[name][1](results, profile) for name in args.sections)
-    text += f"\n\nprofile {args.profile}, total wall time {results['wall_s']:.0f} s\n"
+    text = format_results(results, args.sections)
     print(text)
     if args.markdown is not None:
         from hamgrad.training.files import atomic_write

@@ -81,6 +81,11 @@ def test_smoke_run_has_every_row_and_finite_numbers(tmp_path, capsys):
     assert long_models == set(bh.LONG_MODELS)
     assert all(math.isfinite(r["ratio"]) for r in results["long"]["runs"])
 
+    # --report re-renders the same tables from the JSON (what a partial run is read with)
+    assert bh.main(["--report", str(out_json)]) == 0
+    report = capsys.readouterr().out
+    assert report.split("profile smoke")[0] == text.split("profile smoke")[0]
+
 
 def test_match_budget_picks_closest_width_and_rejects_a_mismatch():
     bh = load_script()
