@@ -33,11 +33,12 @@ interrupted run still leaves its finished rows):
       noisy inputs (the error the noise alone causes);
     - *energy MSE*: each test trajectory's noise-free initial state (regenerated from the same
       seed with ``noise_std=0``) is rolled out with RK4 at 10 substeps per sample interval, for
-      the test span (t ∈ [0, 3]) and for 10× that span; ``mean((H(x̂(t)) − H(x(t)))²)`` over
+      the test span (t ∈ [0, 3]) and for ``hnn_long_factor`` times that span (10 in the
+      quick and full profiles); ``mean((H(x̂(t)) − H(x(t)))²)`` over
       trajectories and samples, ``H`` the true Hamiltonian.
 
 ``long``
-    Energy behaviour over ``--long-steps`` steps (10^5 in the full run) on the pendulum:
+    Energy behaviour over the profile's ``long_steps`` steps (10^5 in the full run) on the pendulum:
     separable GradNet models rolled out with their symplectic default (Yoshida 4) and NeuralODE
     models with RK4, step = the data interval, float64. Reports the max relative true-energy
     error over the first and the last tenth of the rollout and their ratio (≈ 1: bounded,
@@ -48,6 +49,10 @@ few epochs), default = the full run (3 seeds; hours). Usage::
 
     python scripts/bench_hamiltonian.py --quick
     python scripts/bench_hamiltonian.py --sections main,long --json /tmp/ham_bench/full.json
+    python scripts/bench_hamiltonian.py --sections hnn --hnn-tasks pendulum --seeds 1
+    python scripts/bench_hamiltonian.py --report /tmp/ham_bench/full.json  # tables of a partial run
+
+Measured tables and their reading: notes/hamiltonian-bench.md (merged into BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -261,21 +266,22 @@ def ensure_dataset(data_dir: Path, label: str, settings: dict[str, Any]) -> Path
     return path
 
 
-def _mean_std(values: Sequence[float | None]) -> tuple[float, float] | None:
+def _mean_std(values: Sequence[float | None]) -> tuple[float, float | None] | None:
+    """Mean and sample standard deviation (``ddof=1``; None from a single value)."""
     vals = [v for v in values if v is not None]
     if not vals:
         return None
     mean = float(np.mean(vals))
-    std = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+    std = float(np.std(vals, ddof=1)) if len(vals) > 1 else None
     return mean, std
 
 
-def _fmt_ms(ms: tuple[float, float] | None, spec: str = ".2f") -> str:
+def _fmt_ms(ms: tuple[float, float | None] | None, spec: str = ".2f") -> str:
     if ms is None:
         return "n/a"
     mean, std = ms
-    if not math.isfinite(mean):
-        return str(mean)
+    if not math.isfinite(mean) or std is None:
+        return format(mean, spec) if math.isfinite(mean) else str(mean)
     return f"{mean:{spec}} ± {std:{spec}}"
 
 
@@ -311,20 +317,11 @@ def _load(run_dir: Path, dtype: torch.dtype | None = None):
 
 
 def _evaluate(model: Any, dataset: Any, horizon: int):
-    """`hamgrad.evaluation.evaluate` without the learned-energy plot curve.
-
-    That curve (the GradNets' line-integral potential at every saved state of 4 trajectories)
-    took ~70 % of an evaluation in our runs and is not a benchmark metric; `evaluate` has no
-    switch for it, and it only reads ``model.hamiltonian`` to decide, so the flag is shadowed
-    on this instance for the call. Every reported metric is computed by `evaluate` unchanged.
-    """
+    """`hamgrad.evaluation.evaluate` without the learned-energy plot curve (not a metric here,
+    and ~70 % of an evaluation's time for GradNets in our runs)."""
     from hamgrad.evaluation import evaluate
 
-    model.hamiltonian = False
-    try:
-        return evaluate(model, dataset, horizon=horizon)
-    finally:
-        del model.hamiltonian
+    return evaluate(model, dataset, horizon=horizon, learned_energy=False)
 
 
 # ----------------------------------------------------------------------------- main section
@@ -492,7 +489,8 @@ def format_main(summary: dict[str, Any], floors: list[dict[str, Any]]) -> str:
              *[_fmt_ms(r["state_error_db"][str(h)]) for h in hs],
              _fmt_ms(r["energy_rel_error_max"], ".2e"), _fmt_ms(r["vpt_time"]),
              _fmt_ms(r["epoch_s"], ".3f")] for r in summary["rows"]]
-    parts = ["### Models (mean ± std over seeds)", _markdown(header, rows)]
+    parts = ["### Models (mean ± std over seeds; a single value where one seed ran)",
+             _markdown(header, rows)]
     if floors:
         fh = ["system", "integrator", *[f"state err @{h} (dB)" for h in hs],
               "max rel. energy err", "VPT (time)"]
@@ -656,7 +654,8 @@ def format_hnn(hnn: dict[str, Any]) -> str:
         rows.append([task, "published MLP baseline", "-", "-", f"{pub['mlp_energy']:.2e}",
                      "-", "-"])
     return "\n\n".join([f"### HNN protocol (budget {hnn['budget']} parameters; mean ± std "
-                        "over seeds)", _markdown(header, rows)])
+                        "over seeds, a single value where one seed ran)",
+                        _markdown(header, rows)])
 
 
 # ----------------------------------------------------------------------------- long horizon

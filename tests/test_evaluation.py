@@ -192,3 +192,32 @@ def test_every_model_evaluates_with_its_default_integrator(name, pendulum):
     assert math.isfinite(metrics["model_metrics"]["derivative_error_db"])
     assert metrics["floor_metrics"] is not None  # the pendulum is separable: every method fits
     assert ("model_learned_energy_change" in evaluation.curves) == MODELS[name].hamiltonian
+
+
+def test_failed_floor_rollout_keeps_the_model_metrics(pendulum, monkeypatch):
+    # The true system's rollout fails (as Gauss-4 does at a three-body close encounter); the
+    # model's metrics must survive and the table must say why the floor is missing.
+    import hamgrad.evaluation as ev
+
+    real = ev._rollout
+
+    def failing_for_systems(field, *args, **kwargs):
+        if not isinstance(field, torch.nn.Module):
+            raise IntegratorError("gauss4: fixed-point iteration did not converge at step 3")
+        return real(field, *args, **kwargs)
+
+    monkeypatch.setattr(ev, "_rollout", failing_for_systems)
+    model = get_model("gradnet", 1, hidden=8, depth=2)
+    result = ev.evaluate(model, pendulum, horizon=5)
+    assert result.metrics["floor_metrics"] is None
+    assert "rollout failed" in result.metrics["floor_note"]
+    assert np.isfinite(result.metrics["model_metrics"]["state_error_db"]["1"])
+
+
+def test_optional_floor_and_learned_energy_can_be_skipped(pendulum):
+    model = get_model("gradnet", 1, hidden=8, depth=2)
+    result = evaluate(model, pendulum, horizon=5, floor=False, learned_energy=False)
+    assert result.metrics["floor_metrics"] is None
+    assert result.metrics["floor_note"] == "not requested"
+    assert "model_learned_energy_change" not in result.curves
+    assert "model_learned_energy_change" in evaluate(model, pendulum, horizon=5).curves
