@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from hamgrad.errors import (
+    CheckpointError,
     ConfigError,
     DatasetError,
     IntegratorError,
@@ -245,7 +246,10 @@ def evaluate(model: LearnedModel, dataset: Any, *, split: str = "test",
     if n_steps < 1:
         raise DatasetError(f"{dataset.path}: split {split!r} has a single time sample; "
                            "expected trajectories of at least 2 samples")
-    device = torch.device(device)
+    from hamgrad.training.config import resolve_device
+
+    device = device if isinstance(device, torch.device) else resolve_device(device)
+    model = model.to(device)
     dtype = next(model.parameters()).dtype
     system, why = _system(dataset)
     q_true, p_true, truth_source = _truth(dataset, data_split, system, why, n_steps)
@@ -362,8 +366,14 @@ def save_evaluation(evaluation: Evaluation, metrics_path: str | os.PathLike,
 
 def load_curves(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Curves saved by `save_evaluation` (no pickles: ``allow_pickle=False``)."""
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except OSError:
+        raise
+    except Exception as exc:  # BadZipFile, pickled object arrays, truncated members, ...
+        raise CheckpointError(f"{path}: evaluation curves could not be read "
+                              f"({type(exc).__name__}); rerun hamgrad evaluate") from None
 
 
 def _fmt(value: Any, spec: str) -> str:

@@ -80,6 +80,10 @@ class System:
 
     def time_derivative(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
         """Hamilton's equations ``(dq/dt, dp/dt) = (∂H/∂p, -∂H/∂q)``, shapes ``[..., dof]``."""
+        cls = type(self)
+        if cls.dH_dq is System.dH_dq and cls.dH_dp is System.dH_dp:
+            gq, gp = self._autograd(q, p)  # both halves from one backward pass, not two
+            return gp, -gq
         return self.dH_dp(q, p), -self.dH_dq(q, p)
 
     def _autograd(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:

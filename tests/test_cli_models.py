@@ -139,12 +139,21 @@ BAD_INPUTS = {
     "missing data": (lambda r, d, x: ["train", "--data", r / "none.h5"], "none.h5"),
     "bad param": (lambda r, d, x: ["train", "--data", d, "--param", "widht=3"],
                   "unknown hyperparameter 'widht'"),
+    "garbage checkpoint": (lambda r, d, x: ["evaluate", x["garbage_run"]], "could not be read"),
+    "toml value of the wrong type": (lambda r, d, x: ["train", "--config", x["typed_toml"]],
+                                     "unknown model"),
+    "toml model_params not a table": (lambda r, d, x: ["train", "--config", x["params_toml"],
+                                                       "--hidden", "4"], "must be a table"),
+    "corrupt evaluation curves": (lambda r, d, x: ["plot", x["bad_curves_run"]],
+                                  "evaluation curves could not be read"),
 }
 
 
 if not torch.cuda.is_available():
     BAD_INPUTS["cuda without cuda"] = (lambda r, d, x: ["train", "--data", d, "--device",
                                                         "cuda"], "CUDA is not available")
+    BAD_INPUTS["evaluate on cuda without cuda"] = (
+        lambda r, d, x: ["evaluate", r / "g", "--device", "cuda"], "CUDA is not available")
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
@@ -159,6 +168,17 @@ def test_bad_input_gives_one_line_exit_2_and_damages_nothing(case, setup, tmp_pa
     extra["empty_run"].mkdir()
     shutil.copy(runs / "g/config.json", extra["empty_run"] / "config.json")
     extra["toml"].write_text("epochz = 3\n")
+    extra["typed_toml"] = tmp_path / "typed.toml"
+    extra["typed_toml"].write_text('model = ["gradnet"]\n')
+    extra["params_toml"] = tmp_path / "params.toml"
+    extra["params_toml"].write_text("model_params = 3\n")
+    extra["garbage_run"] = tmp_path / "garbage-run"
+    shutil.copytree(runs / "g", extra["garbage_run"])
+    for name in ("best.pt", "last.pt"):
+        (extra["garbage_run"] / name).write_text("hello")  # not a checkpoint, not even a zip
+    extra["bad_curves_run"] = tmp_path / "bad-curves-run"
+    shutil.copytree(runs / "g", extra["bad_curves_run"])
+    (extra["bad_curves_run"] / "evaluation.npz").write_bytes(b"PK\x03\x04 truncated")
     build, needle = BAD_INPUTS[case]
     args = build(runs, data, extra)
     before = snapshot(root)

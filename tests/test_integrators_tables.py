@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hamgrad.errors import ConfigError, HamgradError
-from hamgrad.integrators import ALIASES, INTEGRATORS, Integrator, get_integrator
+from hamgrad.integrators import ALIASES, INTEGRATORS, Integrator, get_integrator, rollout
 from hamgrad.integrators.coefficients import BUTCHER_TABLEAUS, SPLITTING_TABLES
 from hamgrad.integrators.tableau import ButcherTableau, SplittingTable, merge_ops
 
@@ -62,3 +62,42 @@ def test_get_integrator_lists_sorted_names_and_resolves_aliases() -> None:
     assert get_integrator("gauss4", tol=1e-15).tol == 1e-15
     with pytest.raises(ConfigError, match="valid options: none"):
         get_integrator("leapfrog", tol=1.0)
+
+
+class _CountingModelField:
+    """Non-separable H = (q² + p²)/2 + q²p²/2 whose two halves come from one evaluation, as a
+    learned model's do: integrators must call ``time_derivative``, never the halves."""
+
+    separable = False
+
+    def __init__(self) -> None:
+        self.joint = self.halves = 0
+
+    def time_derivative(self, q, p):
+        self.joint += 1
+        return p + q * q * p, -(q + q * p * p)
+
+    def dH_dq(self, q, p):
+        self.halves += 1
+        return q + q * p * p
+
+    def dH_dp(self, q, p):
+        self.halves += 1
+        return p + q * q * p
+
+
+@pytest.mark.parametrize("name", sorted(n for n, m in INTEGRATORS.items()
+                                        if not m.requires_separable))
+def test_non_separable_methods_evaluate_the_field_once_per_stage(name):
+    import math
+
+    import torch
+
+    field = _CountingModelField()
+    n_steps = 8
+    rollout(field, torch.full((3, 1), 0.3), torch.full((3, 1), 0.2), 0.05, n_steps, method=name)
+    assert field.halves == 0, f"{name} evaluated ∂H/∂q and ∂H/∂p separately"
+    declared = INTEGRATORS[name].force_evals_per_step
+    if declared is not None and math.isfinite(declared):
+        # Up to the one extra evaluation a method may spend to start its first step.
+        assert field.joint <= math.ceil(declared * n_steps) + 1, (field.joint, declared)

@@ -6,12 +6,14 @@ single line on stderr and exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import json
 import sys
+from typing import Any
 
 import click
 
 from hamgrad import __version__
-from hamgrad.errors import HamgradError
+from hamgrad.errors import ConfigError, HamgradError
 
 
 class _Group(click.Group):
@@ -40,6 +42,24 @@ def main() -> None:
     Simulate a physical system to an HDF5 dataset, train a model whose ∇H is a gradient network,
     roll it out with a symplectic integrator and evaluate how long it stays right.
     """
+
+
+def parse_params(items: tuple[str, ...]) -> dict[str, Any]:
+    """Repeated ``--param NAME=VALUE`` options as a dict.
+
+    Values are read as JSON when they parse (numbers, booleans, lists such as
+    ``masses=[1,2,3]``) and kept as strings otherwise (``ends=periodic``).
+    """
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--param must look like NAME=VALUE, got {item!r}")
+        try:
+            params[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            params[key.strip()] = text
+    return params
 
 
 def _register() -> None:

@@ -3,27 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import click
 
-from hamgrad.cli import main
+from hamgrad.cli import main, parse_params
 from hamgrad.errors import ConfigError
-
-
-def _parse_params(items: tuple[str, ...]) -> dict[str, Any]:
-    """``("g=9.81", "ends=periodic", "masses=[1,2,3]")`` -> dict; values parsed as JSON if they
-    can be (numbers, lists, booleans), else kept as strings."""
-    params: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--param must look like NAME=VALUE, got {item!r}")
-        try:
-            params[key.strip()] = json.loads(text)
-        except json.JSONDecodeError:
-            params[key.strip()] = text
-    return params
 
 
 def _parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -67,7 +51,7 @@ def simulate(system: str, out: str, n_train: int, n_val: int, n_test: int, steps
 
     path = generate(system, out, n_train=n_train, n_val=n_val, n_test=n_test, n_steps=steps,
                     n_steps_test=steps_test, dt=dt, noise_std=noise, seed=seed,
-                    overwrite=overwrite, params=_parse_params(params),
+                    overwrite=overwrite, params=parse_params(params),
                     shard=_parse_shard(shard), batch_size=batch_size, progress=not quiet)
     click.echo(f"wrote {path}")
 

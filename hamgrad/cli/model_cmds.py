@@ -7,14 +7,13 @@ and exit code 2.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from hamgrad.cli import main
+from hamgrad.cli import main, parse_params
 from hamgrad.errors import ConfigError
 
 # Flags that map one-to-one onto `TrainConfig` fields (click name -> field). Defaults are None
@@ -52,20 +51,6 @@ def _add_options(options):
                               help=help_text)(fn)
         return fn
     return decorate
-
-
-def _parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; values read as JSON when they parse (numbers, true/false, null)."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--param must be KEY=VALUE, got {pair!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 class _Progress:
@@ -112,7 +97,7 @@ def train_cmd(config_file: str | None, params: tuple[str, ...], resume: str | No
 
     overrides = {k: v for k, v in flags.items() if v is not None and k not in ("hidden", "depth")}
     model_params = {k: flags[k] for k in ("hidden", "depth") if flags[k] is not None}
-    model_params.update(_parse_params(params))
+    model_params.update(parse_params(params))
     if model_params:
         overrides["model_params"] = model_params
     if resume is not None:

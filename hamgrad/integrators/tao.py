@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from hamgrad.errors import check_finite
-from hamgrad.integrators.base import Integrator, State, check_dt
+from hamgrad.integrators.base import Integrator, State, check_dt, vector_field
 from hamgrad.integrators.tableau import compose
 
 __all__ = ["TaoIntegrator"]
@@ -44,11 +44,14 @@ _TRIPLE_JUMP_W1 = 1.0 / (2.0 - 2.0 ** (1.0 / 3.0))
 
 
 class _TaoStepper:
-    """State ``(q, p, x, y, ∇H(q, y) or None)``; runs merged ``A/B/C`` flows."""
+    """State ``(q, p, x, y, f(q, y) or None)``; runs merged ``A/B/C`` flows.
+
+    ``f = (∂H/∂p, −∂H/∂q)`` comes from `vector_field`, so a model whose two halves share one
+    network evaluation pays for one per flow, not two.
+    """
 
     def __init__(self, method: TaoIntegrator, field: object, dt: float) -> None:
-        self.dH_dq = field.dH_dq  # type: ignore[attr-defined]
-        self.dH_dp = field.dH_dp  # type: ignore[attr-defined]
+        self.f = vector_field(field)
         self.flows = []
         for kind, c in method.ops:
             delta = c * dt
@@ -62,18 +65,19 @@ class _TaoStepper:
         return (q, p, q, p, None)
 
     def advance(self, state: State) -> State:
-        q, p, x, y, grad_qy = state
+        q, p, x, y, f_qy = state
         for kind, arg in self.flows:
-            if kind == _A:  # flow of H(q, y): q, y fixed, so ∇H(q, y) is reused until B or C
-                if grad_qy is None:
-                    grad_qy = (self.dH_dq(q, y), self.dH_dp(q, y))
-                p = torch.add(p, grad_qy[0], alpha=-arg)
-                x = torch.add(x, grad_qy[1], alpha=arg)
+            if kind == _A:  # flow of H(q, y): q, y fixed, so f(q, y) is reused until B or C
+                if f_qy is None:
+                    f_qy = self.f(q, y)
+                x = torch.add(x, f_qy[0], alpha=arg)  # dx/dt = ∂H/∂p(q, y)
+                p = torch.add(p, f_qy[1], alpha=arg)  # dp/dt = −∂H/∂q(q, y)
                 continue
-            grad_qy = None
+            f_qy = None
             if kind == _B:  # flow of H(x, p): x, p fixed
-                q = torch.add(q, self.dH_dp(x, p), alpha=arg)
-                y = torch.add(y, self.dH_dq(x, p), alpha=-arg)
+                vel, acc = self.f(x, p)
+                q = torch.add(q, vel, alpha=arg)
+                y = torch.add(y, acc, alpha=arg)
             else:  # exact rotation of (q - x, p - y); the sums q + x, p + y are conserved
                 cos, sin = arg
                 sq, sp = q + x, p + y
@@ -81,7 +85,7 @@ class _TaoStepper:
                 dp = cos * (p - y) - sin * (q - x)
                 q, x = 0.5 * (sq + dq), 0.5 * (sq - dq)
                 p, y = 0.5 * (sp + dp), 0.5 * (sp - dp)
-        return (q, p, x, y, grad_qy)
+        return (q, p, x, y, f_qy)
 
     def observe(self, state: State) -> tuple[Tensor, Tensor]:
         return state[0], state[1]

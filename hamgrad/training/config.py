@@ -36,6 +36,8 @@ __all__ = ["DEFAULT_DATA", "DTYPES", "OPTIMIZERS", "SCHEDULES", "TrainConfig", "
 #: Dataset used (and generated when missing) by ``hamgrad train`` with no arguments.
 DEFAULT_DATA = "data/pendulum.h5"
 
+DEVICES = ("auto", "cpu", "cuda")
+
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
@@ -79,8 +81,8 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' requested but CUDA is not available; expected "
                           "--device cpu or auto")
-    if name not in ("cpu", "cuda"):
-        raise ConfigError(f"device must be one of auto, cpu, cuda, got {name!r}")
+    if name not in DEVICES:
+        raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {name!r}")
     return torch.device(name)
 
 
@@ -165,6 +167,9 @@ class TrainConfig:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path}: not valid TOML ({exc})") from None
         merged = {**values, **(overrides or {})}
+        if not isinstance(values.get("model_params", {}), dict):
+            raise ConfigError(f"config file {path}: model_params must be a table, got "
+                              f"{values['model_params']!r}")
         if overrides and "model_params" in overrides:
             merged["model_params"] = {**values.get("model_params", {}),
                                       **overrides["model_params"]}
@@ -181,30 +186,29 @@ class TrainConfig:
 
         if not isinstance(self.data, str) or not self.data:
             raise ConfigError(f"data must be a path, got {self.data!r}")
-        if self.model not in MODELS:
-            raise unknown_name("model", self.model, MODELS)
+        for key, registry in (("model", MODELS), ("optimizer", OPTIMIZERS),
+                              ("schedule", SCHEDULES), ("dtype", DTYPES)):
+            value = getattr(self, key)
+            if not isinstance(value, str) or value not in registry:
+                raise unknown_name(key, str(value), registry)
+        if not isinstance(self.runs_dir, str) or not self.runs_dir:
+            raise ConfigError(f"runs_dir must be a directory path, got {self.runs_dir!r}")
         if not isinstance(self.model_params, dict):
             raise ConfigError(f"model_params must be a table, got {self.model_params!r}")
         parse_loss(self.loss)
         if self.integrator is not None and not isinstance(self.integrator, str):
             raise ConfigError(f"integrator must be a name, got {self.integrator!r}")
         check_positive_int("substeps", self.substeps)
-        if self.optimizer not in OPTIMIZERS:
-            raise unknown_name("optimizer", self.optimizer, OPTIMIZERS)
         check_finite("lr", self.lr, positive=True)
         if check_finite("weight_decay", self.weight_decay) < 0:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if self.schedule not in SCHEDULES:
-            raise unknown_name("schedule", self.schedule, SCHEDULES)
         if check_finite("grad_clip", self.grad_clip) < 0:
             raise ConfigError(f"grad_clip must be >= 0 (0 disables), got {self.grad_clip!r}")
         check_positive_int("epochs", self.epochs)
         check_positive_int("batch_size", self.batch_size)
         check_positive_int("patience", self.patience, minimum=0)
-        if self.dtype not in DTYPES:
-            raise unknown_name("dtype", self.dtype, DTYPES)
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ConfigError(f"device must be one of auto, cpu, cuda, got {self.device!r}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         check_positive_int("seed", self.seed, minimum=0)
         check_positive_int("threads", self.threads, minimum=0)
         if self.name is not None and (not isinstance(self.name, str) or not self.name

@@ -265,17 +265,18 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         for step, batch in enumerate(train_set.batches(config.batch_size, generator)):
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model, batch)
-            if not torch.isfinite(loss):
+            value = loss.item()  # the step's one host sync
+            if not math.isfinite(value):
                 kept = (f"last good checkpoint kept at {paths.last}" if paths.last.exists()
                         else "no checkpoint was written")
-                raise TrainingError(f"training loss became non-finite ({loss.item()}) at epoch "
+                raise TrainingError(f"training loss became non-finite ({value}) at epoch "
                                     f"{epoch}, step {step}; stopped, {kept}")
             loss.backward()
             if config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             n = next(iter(batch.values())).shape[0]
-            total, count = total + float(loss.detach()) * n, count + n
+            total, count = total + value * n, count + n
         train_loss = total / count
         model.eval()
         val_loss = _mean_loss(loss_fn, model, val_set) if val_set is not None else None
