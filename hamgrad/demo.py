@@ -9,30 +9,19 @@ predicting zero-mean noise of the field's size.
 
 from __future__ import annotations
 
-import math
 import time
 
 import torch
-from torch import Tensor
 
 from hamgrad.nets import GradNetC, count_parameters
+from hamgrad.nets.fields import error_db, grad_nonconvex2d
 
 
-def target_field(x: Tensor) -> Tensor:
-    """∇G at ``x`` ``[..., 2]`` for the non-convex test potential G above."""
-    x1, x2 = x[..., 0], x[..., 1]
-    g1 = 0.5 * math.pi * torch.cos(2 * math.pi * x1) * torch.cos(math.pi * x2) + 0.5 * x2
-    g2 = -0.25 * math.pi * torch.sin(2 * math.pi * x1) * torch.sin(math.pi * x2) + 0.5 * x1 - x2
-    return torch.stack([g1, g2], dim=-1)
-
-
-def error_db(net: torch.nn.Module, n_grid: int = 50) -> float:
-    """10·log10(mean ‖net(x) − ∇G(x)‖²) on an ``n_grid``² grid of [0,1]²."""
+def grid_error_db(net: torch.nn.Module, n_grid: int = 50) -> float:
+    """The paper's dB error against the non-convex field on an ``n_grid``² grid of [0,1]²."""
     s = torch.linspace(0.0, 1.0, n_grid)
     x = torch.stack(torch.meshgrid(s, s, indexing="ij"), dim=-1).reshape(-1, 2)
-    with torch.no_grad():
-        mse = ((net(x) - target_field(x)) ** 2).sum(-1).mean()
-    return 10.0 * math.log10(float(mse))
+    return error_db(net, x, grad_nonconvex2d(x))
 
 
 def main(seconds: float = 8.0, seed: int = 0) -> float:
@@ -41,15 +30,15 @@ def main(seconds: float = 8.0, seed: int = 0) -> float:
     net = GradNetC(dim=2, hidden=16, layers=4, generator=gen)
     opt = torch.optim.Adam(net.parameters(), lr=5e-3)
     print(f"GradNet-C, {count_parameters(net)} parameters, target: 2-D non-convex gradient field")
-    print(f"error before training: {error_db(net):7.2f} dB")
+    print(f"error before training: {grid_error_db(net):7.2f} dB")
     start, steps = time.perf_counter(), 0
     while time.perf_counter() - start < seconds:
         x = torch.rand(256, 2, generator=gen)
         opt.zero_grad()
-        ((net(x) - target_field(x)) ** 2).sum(-1).mean().backward()
+        ((net(x) - grad_nonconvex2d(x)) ** 2).sum(-1).mean().backward()
         opt.step()
         steps += 1
-    db = error_db(net)
+    db = grid_error_db(net)
     print(f"error after {steps} Adam steps ({time.perf_counter() - start:.1f} s): {db:7.2f} dB")
     return db
 

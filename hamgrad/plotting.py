@@ -88,8 +88,7 @@ PLOTS: dict[str, Callable[[Curves], Figure]] = {
 
 def write_plots(curves: Curves, out_dir: str | os.PathLike) -> list[Path]:
     """Render every figure of `PLOTS` into ``out_dir`` (created); return the paths written."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)  # created, or refused with a clear error, by the atomic writer
     written = []
     for name, build in PLOTS.items():
         fig = build(curves)

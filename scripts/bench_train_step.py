@@ -21,6 +21,7 @@ import torch
 
 from hamgrad.models import MODELS, get_model
 from hamgrad.nets import count_parameters
+from hamgrad.training import DerivativeLoss
 
 
 def _hidden_for(name: str, dof: int, budget: int, depth: int) -> int:
@@ -37,11 +38,11 @@ def _hidden_for(name: str, dof: int, budget: int, depth: int) -> int:
 
 def _time_step(model, q, p, dq, dp, steps: int) -> float:
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss, batch = DerivativeLoss(), {"q": q, "p": p, "dq_dt": dq, "dp_dt": dp}
 
-    def step():
+    def step():  # the training loop's step: the library's loss, backward, Adam
         opt.zero_grad(set_to_none=True)
-        a, b = model.time_derivative(q, p)
-        ((a - dq).square().sum(-1) + (b - dp).square().sum(-1)).mean().backward()
+        loss(model, batch).backward()
         opt.step()
 
     step()  # warm-up

@@ -28,7 +28,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -39,6 +38,7 @@ import torch
 from torch import Tensor
 
 from hamgrad.nets import NETS, count_parameters, get_net, hidden_for_budget
+from hamgrad.nets.fields import error_db, grad_convex2d, grad_nonconvex2d
 
 MONOTONE_OR_CONVEX = {n for n, c in NETS.items() if c.monotone}
 BASELINE_ACT = {"mlp": "tanh", "scalar-grad": "tanh", "icnn-grad": "softplus"}
@@ -57,21 +57,6 @@ PUBLISHED = {
 
 
 # ----------------------------------------------------------------------------- targets
-
-
-def grad_convex2d(x: Tensor) -> Tensor:
-    """∇F for F = x₁⁴ + x₁²/2 + x₁x₂/2 + 3x₂²/2 − x₂³/3 (convex on [0,1]²)."""
-    x1, x2 = x[..., 0], x[..., 1]
-    return torch.stack([4 * x1**3 + x1 + 0.5 * x2, 0.5 * x1 + 3 * x2 - x2**2], dim=-1)
-
-
-def grad_nonconvex2d(x: Tensor) -> Tensor:
-    """∇G for G = ¼ sin(2πx₁) cos(πx₂) + x₁x₂/2 − x₂²/2."""
-    x1, x2 = x[..., 0], x[..., 1]
-    pi = math.pi
-    g1 = 0.5 * pi * torch.cos(2 * pi * x1) * torch.cos(pi * x2) + 0.5 * x2
-    g2 = -0.25 * pi * torch.sin(2 * pi * x1) * torch.sin(pi * x2) + 0.5 * x1 - x2
-    return torch.stack([g1, g2], dim=-1)
 
 
 class PolyMax:
@@ -155,14 +140,6 @@ def build(name: str, task: Task, gen: torch.Generator) -> torch.nn.Module:
     kw = {"layers": 2, "activation": BASELINE_ACT[name]}
     return get_net(name, dim=d, hidden=hidden_for_budget(name, d, budget, **kw), generator=gen,
                    **kw)
-
-
-def error_db(net: torch.nn.Module, x: Tensor, target: Tensor, chunk: int = 2000) -> float:
-    sq = []
-    with torch.no_grad():
-        for i in range(0, x.shape[0], chunk):
-            sq.append(((net(x[i:i + chunk]) - target[i:i + chunk]) ** 2).sum(-1))
-    return 10.0 * math.log10(float(torch.cat(sq).mean()))
 
 
 def train_once(name: str, task: Task, grad: Callable, seed: int, lr: float,

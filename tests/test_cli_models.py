@@ -189,4 +189,4 @@ def test_bad_input_gives_one_line_exit_2_and_damages_nothing(case, setup, tmp_pa
     assert needle in err, err
     assert "Traceback" not in result.output
     after = snapshot(root)
-    assert {k: v for k, v in after.items() if k in before} == before
+    assert after == before  # nothing changed, nothing added (no stray or temporary files)

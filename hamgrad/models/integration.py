@@ -29,6 +29,5 @@ def resolve_integrator(model: LearnedModel, name: str | None = None,
 
     if name is None:
         name = model.train_integrator if training else model.default_integrator
-    method = name
-    get_integrator(method).check_field(model)
-    return method
+    get_integrator(name).check_field(model)
+    return name
