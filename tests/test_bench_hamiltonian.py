@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
+from _scripts import load_script as _load
 
 from hamgrad.errors import ConfigError
 from simulators import get_system
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_hamiltonian.py"
-
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("bench_hamiltonian", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
+    return _load("bench_hamiltonian")
 
 
 def _finite_numbers(obj) -> list[float]:

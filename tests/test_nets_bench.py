@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
+from _scripts import load_script as _load
 
 from hamgrad import demo
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gradient_fields.py"
-
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("gradient_fields", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
+    return _load("gradient_fields")
 
 
 def test_polymax_gradient_matches_autograd_and_is_normalised():
