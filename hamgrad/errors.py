@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import numpy as np
+
 
 class HamgradError(ValueError):
     """Base class of every error hamgrad raises on bad input or a failed computation."""
@@ -36,10 +38,19 @@ def unknown_name(kind: str, name: str, valid: Iterable[str]) -> ConfigError:
     return ConfigError(f"unknown {kind} {name!r}; expected one of: {choices}")
 
 
-def check_positive_int(name: str, value: object, minimum: int = 1) -> int:
-    """Return ``value`` as int if it is an integer >= ``minimum``, else raise `ConfigError`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+def check_int(name: str, value: object, minimum: int = 1, maximum: int | None = None) -> int:
+    """Return ``value`` if it is an integer in ``[minimum, maximum]``, else raise `ConfigError`.
+
+    ``minimum`` defaults to 1 (a count); pass ``minimum=0`` where zero is meaningful. NumPy
+    integers are accepted, booleans are not (``True`` is no count).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    value = int(value)
+    if value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be an integer <= {maximum}, got {value!r}")
     return value
 
 

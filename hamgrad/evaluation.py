@@ -41,7 +41,7 @@ from hamgrad.errors import (
     DatasetError,
     IntegratorError,
     check_finite,
-    check_positive_int,
+    check_int,
 )
 from hamgrad.models import LearnedModel
 from hamgrad.models.integration import resolve_integrator
@@ -240,9 +240,9 @@ def evaluate(model: LearnedModel, dataset: Any, *, split: str = "test",
     data_split = dataset.split(split)
     check_dof(model, dataset)
     method = resolve_integrator(model, integrator)
-    substeps = check_positive_int("substeps", substeps)
+    substeps = check_int("substeps", substeps)
     threshold = check_finite("threshold", threshold, positive=True)
-    n_steps = data_split.n_t - 1 if horizon is None else check_positive_int("horizon", horizon)
+    n_steps = data_split.n_t - 1 if horizon is None else check_int("horizon", horizon)
     if n_steps < 1:
         raise DatasetError(f"{dataset.path}: split {split!r} has a single time sample; "
                            "expected trajectories of at least 2 samples")
@@ -338,8 +338,8 @@ def predict_split(model: LearnedModel, dataset: Any, out: str | os.PathLike, *,
     data_split = dataset.split(split)
     check_dof(model, dataset)
     method = resolve_integrator(model, integrator)
-    n = data_split.n_t - 1 if n_steps is None else check_positive_int("steps", n_steps)
-    substeps = check_positive_int("substeps", substeps)
+    n = data_split.n_t - 1 if n_steps is None else check_int("steps", n_steps)
+    substeps = check_int("substeps", substeps)
     dtype = next(model.parameters()).dtype
     device = next(model.parameters()).device
     q, p = _rollout(model, data_split.q[:, 0], data_split.p[:, 0], dataset.dt, n, method,

@@ -22,7 +22,7 @@ import torch
 
 from hamgrad import __version__
 from hamgrad.data import SPLIT_NAMES, Split, write_dataset
-from hamgrad.errors import ConfigError, DatasetError, check_finite, check_positive_int
+from hamgrad.errors import ConfigError, DatasetError, check_finite, check_int
 from simulators.base import System
 from simulators.reference import reference_solution
 from simulators.registry import get_system
@@ -146,19 +146,19 @@ def generate(system: System | str, path: str | os.PathLike[str], *, n_train: int
     elif params:
         raise ConfigError("params may only be given with a system name, got a System instance "
                           "and params")
-    counts = {name: check_positive_int(f"n_{name}", n, minimum=0)
+    counts = {name: check_int(f"n_{name}", n, minimum=0)
               for name, n in zip(SPLIT_NAMES, (n_train, n_val, n_test), strict=True)}
     if sum(counts.values()) == 0:
         raise ConfigError("n_train + n_val + n_test must be >= 1, got 0 trajectories")
-    n_steps = check_positive_int("n_steps", n_steps)
-    n_steps_test = n_steps if n_steps_test is None else check_positive_int("n_steps_test",
+    n_steps = check_int("n_steps", n_steps)
+    n_steps_test = n_steps if n_steps_test is None else check_int("n_steps_test",
                                                                            n_steps_test)
     dt = check_finite("dt", dt, positive=True)
     noise_std = check_finite("noise_std", noise_std)
     if noise_std < 0:
         raise ConfigError(f"noise_std must be >= 0, got {noise_std!r}")
-    seed = check_positive_int("seed", seed, minimum=0)
-    batch_size = check_positive_int("batch_size", batch_size)
+    seed = check_int("seed", seed, minimum=0)
+    batch_size = check_int("batch_size", batch_size)
     rtol = check_finite("rtol", rtol, positive=True)
     atol = check_finite("atol", atol, positive=True)
     if shard is not None:

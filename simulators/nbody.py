@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hamgrad.errors import ConfigError, IntegratorError, check_finite, check_positive_int
+from hamgrad.errors import ConfigError, IntegratorError, check_finite, check_int
 from simulators.base import System, check_range
 
 __all__ = ["Kepler", "NBody", "ThreeBody", "angular_momentum", "total_momentum"]
@@ -72,7 +72,7 @@ class NBody(System):
                  G: float = 1.0, softening: float = 0.0, radius_min: float = 0.5,
                  radius_max: float = 2.0, perturbation: float = 0.05,
                  inclination_max: float = 0.2, min_gap: float = 0.2) -> None:
-        n = check_positive_int("n", n, minimum=2)
+        n = check_int("n", n, minimum=2)
         masses = [1.0] + [0.01] * (n - 1) if masses is None else masses
         self._init_bodies(n, dim, masses, G, softening)
         self.radius_min, self.radius_max = check_range("radius_min", radius_min,

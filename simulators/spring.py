@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hamgrad.errors import ConfigError, check_finite, check_positive_int
+from hamgrad.errors import ConfigError, check_finite, check_int
 from simulators.base import System, check_range, sample_shell
 
 __all__ = ["QuadraticSystem", "Spring", "SpringChain"]
@@ -127,7 +127,7 @@ class SpringChain(QuadraticSystem):
 
     def __init__(self, n: int = 5, m: float = 1.0, k: float = 1.0, ends: str = "fixed",
                  radius_min: float = 0.1, radius_max: float = 1.0) -> None:
-        n = check_positive_int("n", n, minimum=2 if ends == "periodic" else 1)
+        n = check_int("n", n, minimum=2 if ends == "periodic" else 1)
         m = check_finite("m", m, positive=True)
         k = check_finite("k", k, positive=True)
         if ends not in ("fixed", "periodic"):

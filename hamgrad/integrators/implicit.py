@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from hamgrad.errors import IntegratorError, check_finite, check_positive_int
+from hamgrad.errors import IntegratorError, check_finite, check_int
 from hamgrad.integrators.base import Integrator, State, vector_field
 from hamgrad.integrators.tableau import ButcherTableau
 
@@ -113,7 +113,7 @@ class CollocationIntegrator(Integrator):
     def __post_init__(self) -> None:
         if self.tol is not None:
             check_finite("tol", self.tol, positive=True)
-        check_positive_int("max_iter", self.max_iter)
+        check_int("max_iter", self.max_iter)
 
     @classmethod
     def from_tableau(cls, tableau: ButcherTableau) -> CollocationIntegrator:

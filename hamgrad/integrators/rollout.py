@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hamgrad.errors import ConfigError, IntegratorError, check_positive_int
+from hamgrad.errors import ConfigError, IntegratorError, check_int
 from hamgrad.integrators.base import Integrator, State, Stepper, check_dt
 from hamgrad.integrators.registry import get_integrator
 
@@ -175,8 +175,8 @@ def rollout(
     integ.check_field(field)
     _check_state(q0, p0)
     dt = check_dt(dt)
-    n_steps = check_positive_int("n_steps", n_steps, minimum=0)
-    save_every = check_positive_int("save_every", save_every)
+    n_steps = check_int("n_steps", n_steps, minimum=0)
+    save_every = check_int("save_every", save_every)
     if not _finite(q0, p0):
         raise IntegratorError("rollout: initial state (step 0) is not finite")
     n_last = (n_steps // save_every) * save_every

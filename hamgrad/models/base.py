@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from hamgrad.errors import ConfigError, HamgradError, check_positive_int, unknown_name
+from hamgrad.errors import ConfigError, HamgradError, check_int, unknown_name
 from hamgrad.models.normalization import Normalizer, phase_statistics
 
 __all__ = ["HamiltonianModel", "LearnedModel", "build_net", "no_energy"]
@@ -76,16 +76,16 @@ class LearnedModel(nn.Module):
     def __init__(self, dof: int, generator: torch.Generator | None = None,
                  **hparams: Any) -> None:
         super().__init__()
-        self.dof = check_positive_int("dof", dof)
+        self.dof = check_int("dof", dof)
         unknown = sorted(set(hparams) - set(self.defaults))
         if unknown:
             raise ConfigError(f"model {self.name!r} got unknown hyperparameter {unknown[0]!r}; "
                               f"expected some of: {', '.join(sorted(self.defaults))}")
         self.hparams: dict[str, Any] = {**self.defaults, **hparams}
         if "hidden" in self.hparams:
-            check_positive_int(f"{self.name} hidden", self.hparams["hidden"])
+            check_int(f"{self.name} hidden", self.hparams["hidden"])
         if "depth" in self.hparams:
-            check_positive_int(f"{self.name} depth", self.hparams["depth"])
+            check_int(f"{self.name} depth", self.hparams["depth"])
         self.normalizer = Normalizer(self.dof)
 
     def config(self) -> dict[str, Any]:

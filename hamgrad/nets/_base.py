@@ -7,7 +7,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from hamgrad.errors import HamgradError, check_finite, check_positive_int
+from hamgrad.errors import HamgradError, check_finite, check_int
 
 __all__ = ["FieldNet", "uniform_"]
 
@@ -38,8 +38,8 @@ class FieldNet(nn.Module):
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.dim = check_positive_int("dim", dim)
-        self.hidden = check_positive_int("hidden", hidden)
+        self.dim = check_int("dim", dim)
+        self.hidden = check_int("hidden", hidden)
 
     @staticmethod
     def _check_scale(name: str, value: float) -> float:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hamgrad.errors import ConfigError, check_positive_int, unknown_name
+from hamgrad.errors import ConfigError, check_int, unknown_name
 
 __all__ = [
     "ACTIVATIONS",
@@ -200,7 +200,7 @@ def get_activation(
     """
     if name not in ACTIVATIONS:
         raise unknown_name("activation", name, ACTIVATIONS)
-    check_positive_int("width", width)
+    check_int("width", width)
     spec = ACTIVATIONS[name]
     for needed, has, what in (
         (monotone, spec.monotone, "a monotone (nondecreasing) activation"),

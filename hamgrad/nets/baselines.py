@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hamgrad.errors import check_positive_int
+from hamgrad.errors import check_int
 from hamgrad.nets._base import FieldNet, uniform_
 from hamgrad.nets.activations import get_activation
 
@@ -75,7 +75,7 @@ class MLPField(FieldNet):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(dim, hidden)
-        self.layers = check_positive_int("layers", layers)
+        self.layers = check_int("layers", layers)
         self.net = _mlp(dim, hidden, layers, dim, activation, type(self).__name__, generator)
 
     def _field(self, x: Tensor) -> Tensor:
@@ -129,7 +129,7 @@ class ScalarGradient(_AutogradGradient):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(dim, hidden)
-        self.layers = check_positive_int("layers", layers)
+        self.layers = check_int("layers", layers)
         # No output bias: a constant in F does not change ∇F, so it would be a dead parameter.
         self.net = _mlp(
             dim, hidden, layers, 1, activation, type(self).__name__, generator, out_bias=False
@@ -168,7 +168,7 @@ class ICNNGradient(_AutogradGradient):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(dim, hidden)
-        self.layers = check_positive_int("layers", layers)
+        self.layers = check_int("layers", layers)
         h = hidden
         self.A = nn.ModuleList(_linear(dim, h, generator) for _ in range(layers))
         # Raw z-path weights near log(1/h): softplus(raw) ≈ 1/h keeps activations O(1) at init.

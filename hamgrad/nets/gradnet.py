@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hamgrad.errors import check_positive_int
+from hamgrad.errors import check_int
 from hamgrad.nets._base import FieldNet, uniform_
 from hamgrad.nets.activations import get_activation
 
@@ -69,7 +69,7 @@ class _Cascade(FieldNet):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(dim, hidden)
-        self.layers = check_positive_int("layers", layers)
+        self.layers = check_int("layers", layers)
         scale = self._check_scale("init_scale", init_scale)
         h, d, L = hidden, dim, layers
         self.W = nn.Parameter(uniform_((h, d), scale / math.sqrt(d), generator))
@@ -158,7 +158,7 @@ class _Modular(FieldNet):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(dim, hidden)
-        self.n_modules = check_positive_int("modules", modules)
+        self.n_modules = check_int("modules", modules)
         scale = self._check_scale("init_scale", init_scale)
         h, d, K = hidden, dim, modules
         self.W = nn.Parameter(uniform_((K, h, d), scale / math.sqrt(d), generator))

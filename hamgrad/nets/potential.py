@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hamgrad.errors import HamgradError, check_positive_int
+from hamgrad.errors import HamgradError, check_int
 
 __all__ = ["gauss_legendre_01", "potential"]
 
@@ -68,7 +68,7 @@ def potential(
             f"potential: net={type(net).__name__} has is_gradient=False, so no scalar potential "
             "exists; expected a gradient network"
         )
-    n = check_positive_int("n_nodes", n_nodes)
+    n = check_int("n_nodes", n_nodes)
     dim = getattr(net, "dim", None)
     if x.ndim == 0 or (dim is not None and x.shape[-1] != dim):
         raise HamgradError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hamgrad.errors import ConfigError, check_positive_int, unknown_name
+from hamgrad.errors import ConfigError, check_int, unknown_name
 from hamgrad.nets._base import FieldNet
 from hamgrad.nets.baselines import ICNNGradient, MLPField, ScalarGradient
 from hamgrad.nets.gradnet import GradNetC, GradNetM, MGradNetC, MGradNetM
@@ -57,7 +57,7 @@ def hidden_for_budget(name: str, dim: int, budget: int, **kwargs: object) -> int
     """
     if name not in NETS:
         raise unknown_name("net", name, NETS)
-    check_positive_int("budget", budget)
+    check_int("budget", budget)
 
     def count(h: int) -> int:
         with torch.device("meta"):

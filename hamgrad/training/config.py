@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from hamgrad.errors import ConfigError, check_finite, check_positive_int, unknown_name
+from hamgrad.errors import ConfigError, check_finite, check_int, unknown_name
 
 __all__ = ["DEFAULT_DATA", "DTYPES", "OPTIMIZERS", "SCHEDULES", "TrainConfig", "parse_loss",
            "resolve_device"]
@@ -198,19 +198,19 @@ class TrainConfig:
         parse_loss(self.loss)
         if self.integrator is not None and not isinstance(self.integrator, str):
             raise ConfigError(f"integrator must be a name, got {self.integrator!r}")
-        check_positive_int("substeps", self.substeps)
+        check_int("substeps", self.substeps)
         check_finite("lr", self.lr, positive=True)
         if check_finite("weight_decay", self.weight_decay) < 0:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if check_finite("grad_clip", self.grad_clip) < 0:
             raise ConfigError(f"grad_clip must be >= 0 (0 disables), got {self.grad_clip!r}")
-        check_positive_int("epochs", self.epochs)
-        check_positive_int("batch_size", self.batch_size)
-        check_positive_int("patience", self.patience, minimum=0)
+        check_int("epochs", self.epochs)
+        check_int("batch_size", self.batch_size)
+        check_int("patience", self.patience, minimum=0)
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        check_positive_int("seed", self.seed, minimum=0)
-        check_positive_int("threads", self.threads, minimum=0)
+        check_int("seed", self.seed, minimum=0)
+        check_int("threads", self.threads, minimum=0)
         if self.name is not None and (not isinstance(self.name, str) or not self.name
                                       or Path(self.name).name != self.name):
             raise ConfigError(f"name must be a plain directory name, got {self.name!r}")
