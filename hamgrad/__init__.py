@@ -1,30 +1,49 @@
 """hamgrad: learning Hamiltonian dynamics with gradient networks.
 
-Explicit re-exports of the public API (no logic here):
+The public API, re-exported from the sub-packages that define it:
 
 - `hamgrad.nets`: gradient networks GradNetC, GradNetM, MGradNetC, MGradNetM, baselines,
   `potential`, the `NETS` registry.
-- `hamgrad.integrators`: symplectic and reference integrators (`INTEGRATORS`) and `rollout`.
+- `hamgrad.integrators`: symplectic and reference integrators (`INTEGRATORS`), `rollout`.
 - `hamgrad.data`: the HDF5 trajectory format (`load_dataset`, `write_dataset`).
-- `hamgrad.models`: learned Hamiltonians (`MODELS`); `hamgrad.training`, `hamgrad.evaluation`.
+- `hamgrad.models`: learned Hamiltonians (`MODELS`); `hamgrad.training`, `hamgrad.evaluation`,
+  `hamgrad.checkpoint`, `hamgrad.run`.
+
+Names are resolved on first use (PEP 562), so ``import hamgrad`` and ``hamgrad --version`` do not
+load torch; ``from hamgrad import rollout`` works as usual.
 """
 
-__version__ = "0.1.0"  # first: submodules read it while this package initialises
+from __future__ import annotations
 
-from hamgrad._types import HamiltonianField, VectorField
-from hamgrad.data import Dataset, Split, load_dataset, write_dataset
-from hamgrad.errors import HamgradError
-from hamgrad.integrators import INTEGRATORS, Trajectory, get_integrator, rollout
-from hamgrad.models import MODELS, get_model
-from hamgrad.nets import (
-    NETS,
-    GradNetC,
-    GradNetM,
-    MGradNetC,
-    MGradNetM,
-    get_net,
-    potential,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from hamgrad._version import __version__
+
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "HamiltonianField": "hamgrad._types",
+    "VectorField": "hamgrad._types",
+    "Dataset": "hamgrad.data",
+    "Split": "hamgrad.data",
+    "load_dataset": "hamgrad.data",
+    "write_dataset": "hamgrad.data",
+    "HamgradError": "hamgrad.errors",
+    "INTEGRATORS": "hamgrad.integrators",
+    "Integrator": "hamgrad.integrators",
+    "Trajectory": "hamgrad.integrators",
+    "get_integrator": "hamgrad.integrators",
+    "rollout": "hamgrad.integrators",
+    "MODELS": "hamgrad.models",
+    "get_model": "hamgrad.models",
+    "NETS": "hamgrad.nets",
+    "GradNetC": "hamgrad.nets",
+    "GradNetM": "hamgrad.nets",
+    "MGradNetC": "hamgrad.nets",
+    "MGradNetM": "hamgrad.nets",
+    "get_net": "hamgrad.nets",
+    "potential": "hamgrad.nets",
+}
 
 __all__ = [
     "INTEGRATORS",
@@ -35,6 +54,7 @@ __all__ = [
     "GradNetM",
     "HamgradError",
     "HamiltonianField",
+    "Integrator",
     "MGradNetC",
     "MGradNetM",
     "Split",
@@ -49,3 +69,24 @@ __all__ = [
     "rollout",
     "write_dataset",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # resolve once
+        return value
+    raise AttributeError(f"module 'hamgrad' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if TYPE_CHECKING:  # the same names, eagerly, for type checkers and IDEs
+    from hamgrad._types import HamiltonianField, VectorField
+    from hamgrad.data import Dataset, Split, load_dataset, write_dataset
+    from hamgrad.errors import HamgradError
+    from hamgrad.integrators import INTEGRATORS, Integrator, Trajectory, get_integrator, rollout
+    from hamgrad.models import MODELS, get_model
+    from hamgrad.nets import NETS, GradNetC, GradNetM, MGradNetC, MGradNetM, get_net, potential

@@ -25,12 +25,20 @@ from typing import Any
 import h5py
 import numpy as np
 
-from hamgrad import __version__
 from hamgrad._atomic import atomic_target
+from hamgrad._version import __version__
 from hamgrad.errors import DatasetError
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "SPLIT_NAMES", "Dataset", "Split", "concatenate_datasets",
-           "load_dataset", "write_dataset"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "SPLIT_NAMES",
+    "Dataset",
+    "Split",
+    "concatenate_datasets",
+    "load_dataset",
+    "write_dataset",
+]
 
 FORMAT = "hamgrad.trajectories"
 FORMAT_VERSION = 1
@@ -109,8 +117,10 @@ class Dataset:
     def split(self, name: str) -> Split:
         """The split ``name``; raises `DatasetError` naming the file when absent."""
         if name not in self.splits:
-            raise DatasetError(f"{self.path}: split {name!r} is absent; the file holds: "
-                               f"{', '.join(self.splits) or '(none)'}")
+            raise DatasetError(
+                f"{self.path}: split {name!r} is absent; the file holds: "
+                f"{', '.join(self.splits) or '(none)'}"
+            )
         return self.splits[name]
 
     def __getitem__(self, name: str) -> Split:
@@ -138,16 +148,21 @@ def _check_root(where: str, attrs: Mapping[str, Any]) -> dict[str, Any]:
     if out.get("format") != FORMAT:
         raise _fail(where, "attribute 'format'", f"is {out.get('format')!r}, expected {FORMAT!r}")
     version = out.get("format_version")
-    if not isinstance(version, (int, np.integer)) or isinstance(version, bool) \
-            or int(version) != FORMAT_VERSION:
-        raise _fail(where, "attribute 'format_version'",
-                    f"is {version!r}, expected {FORMAT_VERSION} (this reader knows only it)")
+    if (
+        not isinstance(version, (int, np.integer))
+        or isinstance(version, bool)
+        or int(version) != FORMAT_VERSION
+    ):
+        raise _fail(
+            where,
+            "attribute 'format_version'",
+            f"is {version!r}, expected {FORMAT_VERSION} (this reader knows only it)",
+        )
     dof = out.get("dof")
     if not isinstance(dof, (int, np.integer)) or isinstance(dof, bool) or dof < 1:
         raise _fail(where, "attribute 'dof'", f"is {dof!r}, expected an integer >= 1")
     dt = out.get("dt")
-    if not isinstance(dt, (float, int, np.floating, np.integer)) or not np.isfinite(dt) \
-            or dt <= 0:
+    if not isinstance(dt, (float, int, np.floating, np.integer)) or not np.isfinite(dt) or dt <= 0:
         raise _fail(where, "attribute 'dt'", f"is {dt!r}, expected a finite number > 0")
     params = out.get("system_params", {})
     if isinstance(params, (str, bytes)):
@@ -170,12 +185,17 @@ def _check_split(where: str, name: str, split: Split, dof: int, dt: float) -> Sp
         raise _fail(here, "t", f"shape is {list(t.shape)}, expected [n_t] with n_t >= 1")
     t = _check_array(here, "t", t, t.shape)
     if len(t) > 1 and not np.allclose(np.diff(t), dt, rtol=1e-9, atol=0.0):
-        raise _fail(here, "t", f"spacing is not the file's dt={dt} (got steps "
-                    f"{np.diff(t).min():.6g}..{np.diff(t).max():.6g})")
+        raise _fail(
+            here,
+            "t",
+            f"spacing is not the file's dt={dt} (got steps "
+            f"{np.diff(t).min():.6g}..{np.diff(t).max():.6g})",
+        )
     q = np.asarray(split.q)
     if q.ndim != 3 or q.shape[0] < 1:
-        raise _fail(here, "q", f"shape is {list(q.shape)}, expected [n_traj >= 1, "
-                    f"n_t={len(t)}, dof={dof}]")
+        raise _fail(
+            here, "q", f"shape is {list(q.shape)}, expected [n_traj >= 1, n_t={len(t)}, dof={dof}]"
+        )
     shape = (q.shape[0], len(t), dof)
     arrays = {n: getattr(split, n) for n in (*_TRAJ_FIELDS, "energy")}
     for n, value in arrays.items():
@@ -195,8 +215,12 @@ def _attr_value(value: Any) -> Any:
     return value
 
 
-def write_dataset(path: str | os.PathLike[str], splits: Mapping[str, Split],
-                  attrs: Mapping[str, Any], overwrite: bool = False) -> Path:
+def write_dataset(
+    path: str | os.PathLike[str],
+    splits: Mapping[str, Split],
+    attrs: Mapping[str, Any],
+    overwrite: bool = False,
+) -> Path:
     """Validate and write a version-1 dataset atomically.
 
     Parameters
@@ -225,17 +249,23 @@ def write_dataset(path: str | os.PathLike[str], splits: Mapping[str, Split],
     where = str(path)
     if path.exists() and not overwrite:
         raise DatasetError(f"{where}: file exists; pass overwrite=True (--overwrite) to replace")
-    root = {"created_by": f"hamgrad {__version__}", **dict(attrs), "format": FORMAT,
-            "format_version": FORMAT_VERSION}
+    root = {
+        "created_by": f"hamgrad {__version__}",
+        **dict(attrs),
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+    }
     root = _check_root(where, root)
     if not splits:
-        raise DatasetError(f"{where}: no splits given, expected at least one of "
-                           f"{', '.join(SPLIT_NAMES)}")
+        raise DatasetError(
+            f"{where}: no splits given, expected at least one of {', '.join(SPLIT_NAMES)}"
+        )
     checked = {}
     for name, split in splits.items():
         if name not in SPLIT_NAMES:
-            raise DatasetError(f"{where}: split name {name!r} is not one of "
-                               f"{', '.join(SPLIT_NAMES)}")
+            raise DatasetError(
+                f"{where}: split name {name!r} is not one of {', '.join(SPLIT_NAMES)}"
+            )
         checked[name] = _check_split(where, name, split, root["dof"], root["dt"])
 
     with atomic_target(path) as tmp, h5py.File(tmp, "w", track_order=True) as f:
@@ -290,8 +320,10 @@ def load_dataset(path: str | os.PathLike[str]) -> Dataset:
             attrs = _check_root(where, {k: _read_attr(v) for k, v in f.attrs.items()})
             present = [n for n in SPLIT_NAMES if n in f]
             if not present:
-                raise DatasetError(f"{where}: no split group; expected at least one of "
-                                   f"{', '.join(SPLIT_NAMES)}, found {list(f.keys())}")
+                raise DatasetError(
+                    f"{where}: no split group; expected at least one of "
+                    f"{', '.join(SPLIT_NAMES)}, found {list(f.keys())}"
+                )
             splits = {}
             for name in present:
                 group = f[name]
@@ -308,8 +340,9 @@ def load_dataset(path: str | os.PathLike[str]) -> Dataset:
     return Dataset(path=path, attrs=attrs, splits=splits)
 
 
-def concatenate_datasets(paths: Iterable[str | os.PathLike[str]],
-                         out: str | os.PathLike[str], overwrite: bool = False) -> Path:
+def concatenate_datasets(
+    paths: Iterable[str | os.PathLike[str]], out: str | os.PathLike[str], overwrite: bool = False
+) -> Path:
     """Join shard files (same attributes, same splits' ``t``) along the trajectory axis.
 
     Shards written by `simulators.generate` with ``shard=(i, n)`` for ``i = 0..n-1``, joined in
@@ -341,9 +374,12 @@ def concatenate_datasets(paths: Iterable[str | os.PathLike[str]],
         pieces = parts[name]
         if any(not np.array_equal(s.t, pieces[0].t) for s in pieces):
             raise DatasetError(f"{out}: split {name!r}: shards have different time grids 't'")
-        cat = {f: None if getattr(pieces[0], f) is None
-               else np.concatenate([getattr(s, f) for s in pieces])
-               for f in (*_TRAJ_FIELDS, "energy")}
+        cat = {
+            f: None
+            if getattr(pieces[0], f) is None
+            else np.concatenate([getattr(s, f) for s in pieces])
+            for f in (*_TRAJ_FIELDS, "energy")
+        }
         attrs = dict(pieces[0].attrs)
         if "max_rel_energy_error" in attrs:
             attrs["max_rel_energy_error"] = max(s.attrs["max_rel_energy_error"] for s in pieces)

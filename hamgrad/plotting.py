@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from hamgrad.training.files import atomic_write
+from hamgrad._atomic import atomic_write
 
 __all__ = ["PLOTS", "write_plots"]
 
@@ -30,10 +30,21 @@ def _phase_portrait(curves: Curves) -> Figure:
     """``p_0`` against ``q_0`` for the first few test trajectories, truth vs model."""
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for i in range(curves["q_true"].shape[0]):
-        ax.plot(curves["q_true"][i, :, 0], curves["p_true"][i, :, 0], color="0.3", lw=1.5,
-                label="truth" if i == 0 else None)
-        ax.plot(curves["q_model"][i, :, 0], curves["p_model"][i, :, 0], "--", color=f"C{i}",
-                lw=1, label=f"model, trajectory {i}")
+        ax.plot(
+            curves["q_true"][i, :, 0],
+            curves["p_true"][i, :, 0],
+            color="0.3",
+            lw=1.5,
+            label="truth" if i == 0 else None,
+        )
+        ax.plot(
+            curves["q_model"][i, :, 0],
+            curves["p_model"][i, :, 0],
+            "--",
+            color=f"C{i}",
+            lw=1,
+            label=f"model, trajectory {i}",
+        )
     ax.set_xlabel("q[0]")
     ax.set_ylabel("p[0]")
     ax.set_title("Phase portrait (first coordinate)")
@@ -45,17 +56,20 @@ def _energy(curves: Curves) -> Figure:
     """Relative error of the true energy along the model's and the floor's rollouts."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     t = curves["t"]
-    series = [("model_energy_rel_error", "model: true H along prediction"),
-              ("floor_energy_rel_error", "floor: true H, same integrator"),
-              ("model_learned_energy_change", "model: its learned H, change / energy scale")]
+    series = [
+        ("model_energy_rel_error", "model: true H along prediction"),
+        ("floor_energy_rel_error", "floor: true H, same integrator"),
+        ("model_learned_energy_change", "model: its learned H, change / energy scale"),
+    ]
     drawn = False
     for key, label in series:
         if key in curves:
             ax.semilogy(t[1:], np.maximum(curves[key][1:], 1e-17), label=label)
             drawn = True
     if not drawn:
-        ax.text(0.5, 0.5, "no Hamiltonian known for this dataset", ha="center",
-                transform=ax.transAxes)
+        ax.text(
+            0.5, 0.5, "no Hamiltonian known for this dataset", ha="center", transform=ax.transAxes
+        )
     ax.set_xlabel("time")
     ax.set_ylabel("|H(t) - H(0)| / |H(0)|  (mean over trajectories)")
     ax.set_title("Energy vs time")
@@ -94,8 +108,9 @@ def write_plots(curves: Curves, out_dir: str | os.PathLike) -> list[Path]:
         fig = build(curves)
         try:
             fig.tight_layout()
-            written.append(atomic_write(out / name, lambda fh, fig=fig: fig.savefig(
-                fh, format="png", dpi=110)))
+            written.append(
+                atomic_write(out / name, lambda fh, fig=fig: fig.savefig(fh, format="png", dpi=110))
+            )
         finally:
             plt.close(fig)
     return written

@@ -26,19 +26,24 @@ def assert_ok(result):
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
-    data = make_dataset(root / "pend.h5", "pendulum", n_train=6, n_val=2, n_test=2,
-                        n_steps=20, n_steps_test=30)
+    data = make_dataset(
+        root / "pend.h5", "pendulum", n_train=6, n_val=2, n_test=2, n_steps=20, n_steps_test=30
+    )
     runs = root / "runs"
     for name, model in (("g", "gradnet"), ("node", "neural-ode")):
-        assert_ok(run("train", "--data", data, "--model", model, "--runs-dir", runs,
-                      "--name", name, *TINY))
+        assert_ok(
+            run(
+                "train", "--data", data, "--model", model, "--runs-dir", runs, "--name", name, *TINY
+            )
+        )
     assert_ok(run("evaluate", runs / "g"))
     return root, data, runs
 
@@ -71,8 +76,10 @@ def test_train_progress_and_summary(setup):
 def test_train_from_toml_with_flag_override(setup, tmp_path):
     _, data, runs = setup
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f'data = "{data}"\nmodel = "hnn"\nepochs = 5\nthreads = 1\n'
-                   f'runs_dir = "{runs}"\nname = "toml"\n[model_params]\nhidden = 4\n')
+    cfg.write_text(
+        f'data = "{data}"\nmodel = "hnn"\nepochs = 5\nthreads = 1\n'
+        f'runs_dir = "{runs}"\nname = "toml"\n[model_params]\nhidden = 4\n'
+    )
     assert_ok(run("train", "--config", cfg, "--epochs", "1", "--quiet"))
     saved = json.loads((runs / "toml/config.json").read_text())
     assert saved["train"]["epochs"] == 1 and saved["model"]["name"] == "hnn"
@@ -88,8 +95,9 @@ def test_resume_from_the_cli(setup):
 
 def test_default_train_generates_the_pendulum_dataset(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = run("train", "--epochs", "1", "--hidden", "4", "--depth", "1", "--threads", "1",
-                 "--quiet")
+    result = run(
+        "train", "--epochs", "1", "--hidden", "4", "--depth", "1", "--threads", "1", "--quiet"
+    )
     assert_ok(result)
     ds = load_dataset(tmp_path / "data/pendulum.h5")
     assert ds.system == "pendulum" and ds.splits["train"].n_traj == 200
@@ -108,61 +116,106 @@ def _unknown_model_run(runs: Path) -> Path:
 
 
 BAD_INPUTS = {
-    "wrong dof": (lambda r, d, x: ["evaluate", r / "g", "--data", x["dof2"]],
-                  "expects dof 1"),
-    "missing split": (lambda r, d, x: ["evaluate", r / "g", "--data", x["no_val"],
-                                       "--split", "val"], "split 'val' is absent"),
-    "unknown model": (lambda r, d, x: ["evaluate", _unknown_model_run(r), "--data", d],
-                      "unknown model 'mystery'"),
-    "splitting on non-separable": (lambda r, d, x: ["evaluate", r / "g", "--integrator",
-                                                    "yoshida4"], "yoshida4"),
-    "symplectic on neural-ode": (lambda r, d, x: ["evaluate", r / "node", "--integrator",
-                                                  "implicit-midpoint"], "implicit-midpoint"),
-    "rollout splitting": (lambda r, d, x: ["rollout", r / "g", "--integrator", "leapfrog"],
-                          "leapfrog"),
-    "unwritable rollout out": (lambda r, d, x: ["rollout", r / "g", "--out",
-                                                x["file"] / "pred.h5"], "pred.h5"),
-    "unwritable plot dir": (lambda r, d, x: ["plot", r / "g", "--out", x["file"] / "plots"],
-                            "plots"),
-    "unwritable runs dir": (lambda r, d, x: ["train", "--data", d, "--runs-dir",
-                                             x["file"] / "runs", *TINY], "runs"),
-    "existing run": (lambda r, d, x: ["train", "--data", d, "--runs-dir", r, "--name", "g",
-                                      *TINY], "already exists"),
-    "resume with flags": (lambda r, d, x: ["train", "--resume", r / "g", "--epochs", "5"],
-                          "--resume"),
+    "wrong dof": (lambda r, d, x: ["evaluate", r / "g", "--data", x["dof2"]], "expects dof 1"),
+    "missing split": (
+        lambda r, d, x: ["evaluate", r / "g", "--data", x["no_val"], "--split", "val"],
+        "split 'val' is absent",
+    ),
+    "unknown model": (
+        lambda r, d, x: ["evaluate", _unknown_model_run(r), "--data", d],
+        "unknown model 'mystery'",
+    ),
+    "splitting on non-separable": (
+        lambda r, d, x: ["evaluate", r / "g", "--integrator", "yoshida4"],
+        "yoshida4",
+    ),
+    "symplectic on neural-ode": (
+        lambda r, d, x: ["evaluate", r / "node", "--integrator", "implicit-midpoint"],
+        "implicit-midpoint",
+    ),
+    "rollout splitting": (
+        lambda r, d, x: ["rollout", r / "g", "--integrator", "leapfrog"],
+        "leapfrog",
+    ),
+    "unwritable rollout out": (
+        lambda r, d, x: ["rollout", r / "g", "--out", x["file"] / "pred.h5"],
+        "pred.h5",
+    ),
+    "unwritable plot dir": (
+        lambda r, d, x: ["plot", r / "g", "--out", x["file"] / "plots"],
+        "plots",
+    ),
+    "unwritable runs dir": (
+        lambda r, d, x: ["train", "--data", d, "--runs-dir", x["file"] / "runs", *TINY],
+        "runs",
+    ),
+    "existing run": (
+        lambda r, d, x: ["train", "--data", d, "--runs-dir", r, "--name", "g", *TINY],
+        "already exists",
+    ),
+    "resume with flags": (
+        lambda r, d, x: ["train", "--resume", r / "g", "--epochs", "5"],
+        "resume alone",
+    ),
     "unknown toml key": (lambda r, d, x: ["train", "--config", x["toml"]], "unknown key"),
-    "unknown model name": (lambda r, d, x: ["train", "--data", d, "--model", "nope"],
-                           "unknown model 'nope'"),
+    "unknown model name": (
+        lambda r, d, x: ["train", "--data", d, "--model", "nope"],
+        "'nope' is not one of 'gradnet', 'hnn'",
+    ),
     "missing run": (lambda r, d, x: ["evaluate", r / "nope"], "no checkpoint"),
-    "resume without checkpoint": (lambda r, d, x: ["train", "--resume", x["empty_run"]],
-                                  "no checkpoint"),
+    "resume without checkpoint": (
+        lambda r, d, x: ["train", "--resume", x["empty_run"]],
+        "no checkpoint",
+    ),
     "missing data": (lambda r, d, x: ["train", "--data", r / "none.h5"], "none.h5"),
-    "bad param": (lambda r, d, x: ["train", "--data", d, "--param", "widht=3"],
-                  "unknown hyperparameter 'widht'"),
+    "bad param": (
+        lambda r, d, x: ["train", "--data", d, "--param", "widht=3"],
+        "unknown hyperparameter 'widht'",
+    ),
     "garbage checkpoint": (lambda r, d, x: ["evaluate", x["garbage_run"]], "could not be read"),
-    "toml value of the wrong type": (lambda r, d, x: ["train", "--config", x["typed_toml"]],
-                                     "unknown model"),
-    "toml model_params not a table": (lambda r, d, x: ["train", "--config", x["params_toml"],
-                                                       "--hidden", "4"], "must be a table"),
-    "corrupt evaluation curves": (lambda r, d, x: ["plot", x["bad_curves_run"]],
-                                  "evaluation curves could not be read"),
+    "toml value of the wrong type": (
+        lambda r, d, x: ["train", "--config", x["typed_toml"]],
+        "unknown model",
+    ),
+    "toml model_params not a table": (
+        lambda r, d, x: ["train", "--config", x["params_toml"], "--hidden", "4"],
+        "must be a table",
+    ),
+    "corrupt evaluation curves": (
+        lambda r, d, x: ["plot", x["bad_curves_run"]],
+        "evaluation curves could not be read",
+    ),
 }
 
 
 if not torch.cuda.is_available():
-    BAD_INPUTS["cuda without cuda"] = (lambda r, d, x: ["train", "--data", d, "--device",
-                                                        "cuda"], "CUDA is not available")
+    BAD_INPUTS["cuda without cuda"] = (
+        lambda r, d, x: ["train", "--data", d, "--device", "cuda"],
+        "CUDA is not available",
+    )
     BAD_INPUTS["evaluate on cuda without cuda"] = (
-        lambda r, d, x: ["evaluate", r / "g", "--device", "cuda"], "CUDA is not available")
+        lambda r, d, x: ["evaluate", r / "g", "--device", "cuda"],
+        "CUDA is not available",
+    )
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_bad_input_gives_one_line_exit_2_and_damages_nothing(case, setup, tmp_path):
     root, data, runs = setup
-    extra = {"file": tmp_path / "a-file", "toml": tmp_path / "bad.toml",
-             "no_val": strip_to_trajectories(data, tmp_path / "noval.h5", ("val",)),
-             "dof2": make_dataset(tmp_path / "chain.h5", "spring-chain", n_train=1, n_val=0,
-                                  n_test=1, n_steps=3, n_steps_test=3)}
+    extra = {
+        "file": tmp_path / "a-file",
+        "toml": tmp_path / "bad.toml",
+        "no_val": strip_to_trajectories(data, tmp_path / "noval.h5", ("val",)),
+        "dof2": make_dataset(
+            tmp_path / "chain.h5",
+            "spring-chain",
+            n_train=1,
+            n_val=0,
+            n_test=1,
+            n_steps=3,
+            n_steps_test=3,
+        ),
+    }
     extra["file"].write_text("I am a file, not a directory")
     extra["empty_run"] = tmp_path / "empty-run"  # config.json written, crashed before epoch 1
     extra["empty_run"].mkdir()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from typing import ClassVar
 
@@ -13,17 +15,12 @@ from torch import nn
 
 from hamgrad.data import load_dataset
 from hamgrad.errors import ConfigError, DatasetError, IntegratorError
-from hamgrad.evaluation import (
-    evaluate,
-    format_table,
-    horizons,
-    load_curves,
-    predict_split,
-    save_evaluation,
-    state_metrics,
-)
+from hamgrad.evaluation import evaluate, horizons, state_metrics
+from hamgrad.integrators import get_integrator
 from hamgrad.models import MODELS, HamiltonianModel, get_model
-from simulators.registry import get_system
+from hamgrad.report import format_table
+from hamgrad.run import RunPaths, load_curves, predict_split, save_evaluation
+from simulators import reference_solution, system_from_dataset
 
 
 class Oracle(HamiltonianModel):
@@ -42,7 +39,7 @@ class Oracle(HamiltonianModel):
     def grad_H(self, q, p):
         return self.system.dH_dq(q, p), self.system.dH_dp(q, p)
 
-    def energy(self, q, p):
+    def hamiltonian(self, q, p):
         return self.system.hamiltonian(q, p)
 
 
@@ -50,6 +47,12 @@ class Oracle(HamiltonianModel):
 def pendulum(tmp_path_factory):
     path = tmp_path_factory.mktemp("d") / "pendulum.h5"
     return load_dataset(make_dataset(path, "pendulum", n_steps_test=40))
+
+
+def known(dataset):
+    """The true system and its reference solution, as the CLI passes them to evaluate."""
+    system = system_from_dataset(dataset)
+    return {"system": system, "truth": functools.partial(reference_solution, system)}
 
 
 def test_horizons():
@@ -65,8 +68,15 @@ def test_state_metrics_on_a_known_error():
     q_true = np.ones((2, n + 1, 1))
     p_true = np.ones((2, n + 1, 1))
     q_pred, p_pred = q_true + (k / 64)[None, :, None], p_true + (k / 64)[None, :, None]
-    metrics, curves = state_metrics(q_pred, p_pred, q_true, p_true, dt=0.5, threshold=0.1,
-                                    hamiltonian=lambda q, p: (q**2 + p**2).sum(-1))
+    metrics, curves = state_metrics(
+        q_pred,
+        p_pred,
+        q_true,
+        p_true,
+        dt=0.5,
+        threshold=0.1,
+        hamiltonian=lambda q, p: (q**2 + p**2).sum(-1),
+    )
     # |x̂_k - x_k|² = 2 (k/64)²
     assert metrics["state_error_db"]["10"] == pytest.approx(10 * math.log10(2 * (10 / 64) ** 2))
     assert list(metrics["state_error_db"]) == ["1", "10"]
@@ -98,8 +108,8 @@ def test_nan_prediction_ends_valid_time():
 
 
 def test_oracle_model_equals_the_floor(pendulum):
-    system = get_system(pendulum.system, **pendulum.system_params)
-    evaluation = evaluate(Oracle(system), pendulum, integrator="leapfrog")
+    truth = known(pendulum)
+    evaluation = evaluate(Oracle(truth["system"]), pendulum, method="leapfrog", **truth)
     m, f = evaluation.metrics["model_metrics"], evaluation.metrics["floor_metrics"]
     assert m["state_error_db"] == f["state_error_db"]
     for key in ("energy_rel_error_max", "energy_drift_slope", "vpt_time", "vpt_censored"):
@@ -112,60 +122,71 @@ def test_oracle_model_equals_the_floor(pendulum):
 
 
 def test_truth_beyond_the_stored_horizon_is_generated(pendulum):
-    system = get_system(pendulum.system, **pendulum.system_params)
+    truth = known(pendulum)
     stored = pendulum.splits["test"].n_t - 1
-    evaluation = evaluate(Oracle(system), pendulum, horizon=3 * stored)
+    evaluation = evaluate(Oracle(truth["system"]), pendulum, horizon=3 * stored, **truth)
     assert evaluation.metrics["truth"].startswith("generated")
     assert evaluation.metrics["horizon_steps"] == 3 * stored
     assert "100" in evaluation.metrics["model_metrics"]["state_error_db"]
     # The generated truth agrees with the stored one where both exist.
-    np.testing.assert_allclose(evaluation.curves["q_true"][:, : stored + 1],
-                               pendulum.splits["test"].q[:4], atol=1e-10)
+    np.testing.assert_allclose(
+        evaluation.curves["q_true"][:, : stored + 1], pendulum.splits["test"].q[:4], atol=1e-10
+    )
 
 
 def test_errors(pendulum, tmp_path):
     model = get_model("gradnet", 1, hidden=8, depth=2)
     with pytest.raises(IntegratorError, match="yoshida4"):
-        evaluate(model, pendulum, integrator="yoshida4")
+        evaluate(model, pendulum, method="yoshida4")
     with pytest.raises(IntegratorError, match="leapfrog"):
-        evaluate(get_model("neural-ode", 1, hidden=8, depth=2), pendulum, integrator="leapfrog")
+        evaluate(get_model("neural-ode", 1, hidden=8, depth=2), pendulum, method="leapfrog")
     with pytest.raises(DatasetError, match=r"dof is 1 but .* expects dof 2"):
         evaluate(get_model("gradnet", 2, hidden=8, depth=2), pendulum)
     no_val = load_dataset(strip_to_trajectories(pendulum.path, tmp_path / "a.h5", ("val",)))
     with pytest.raises(DatasetError, match="split 'val' is absent"):
         evaluate(model, no_val, split="val")
-    bare = load_dataset(strip_to_trajectories(pendulum.path, tmp_path / "b.h5"))
-    bare.attrs.pop("system")
     with pytest.raises(ConfigError, match="horizon 100 exceeds the 40 stored steps"):
-        evaluate(model, bare, horizon=100)
+        evaluate(model, pendulum, horizon=100)  # no truth given
     with pytest.raises(ConfigError, match="threshold"):
         evaluate(model, pendulum, threshold=0)
 
 
 def test_unknown_system_still_evaluates_without_floor_and_energy(pendulum, tmp_path):
     bare = load_dataset(strip_to_trajectories(pendulum.path, tmp_path / "b.h5"))
-    bare.attrs.pop("system")
     evaluation = evaluate(get_model("neural-ode", 1, hidden=8, depth=2), bare)
     metrics = evaluation.metrics
-    assert metrics["floor_metrics"] is None and "names no system" in metrics["floor_note"]
+    assert metrics["floor_metrics"] is None and "no true system" in metrics["floor_note"]
     assert metrics["model_metrics"]["derivative_error_db"] is None
     table = format_table(metrics)
     assert "n/a" in table and "floor not computed" in table
 
 
 def test_table_and_saved_files(pendulum, tmp_path):
-    evaluation = evaluate(get_model("separable-gradnet", 1, hidden=8, depth=2), pendulum)
+    evaluation = evaluate(
+        get_model("separable-gradnet", 1, hidden=8, depth=2), pendulum, **known(pendulum)
+    )
     table = format_table(evaluation.metrics)
-    for needle in ("derivative error (dB)", "state error @ 10 steps", "valid prediction time",
-                   "energy rel. error, max", "yoshida4"):
+    for needle in (
+        "derivative error (dB)",
+        "state error @ 10 steps",
+        "valid prediction time",
+        "energy rel. error, max",
+        "yoshida4",
+    ):
         assert needle in table
-    save_evaluation(evaluation, tmp_path / "metrics.json", tmp_path / "curves.npz")
-    curves = load_curves(tmp_path / "curves.npz")
+    paths = RunPaths(tmp_path)
+    save_evaluation(evaluation, paths)
+    curves = load_curves(paths.curves)
     assert set(curves) == set(evaluation.curves)
     assert "model_learned_energy_change" in curves
-    import json
+    assert json.loads(paths.evaluation.read_text())["integrator"] == "yoshida4"
 
-    assert json.loads((tmp_path / "metrics.json").read_text())["integrator"] == "yoshida4"
+
+def test_integrator_options_reach_the_rollout_and_the_report(pendulum):
+    model = get_model("gradnet", 1, hidden=8, depth=2)
+    tao = get_integrator("tao2", omega=37.0)
+    metrics = evaluate(model, pendulum, horizon=5, method=tao, **known(pendulum)).metrics
+    assert metrics["integrator"] == "tao2" and metrics["integrator_options"] == {"omega": 37.0}
 
 
 def test_predict_split_writes_the_dataset_format(pendulum, tmp_path):
@@ -185,13 +206,13 @@ def test_predict_split_writes_the_dataset_format(pendulum, tmp_path):
 def test_every_model_evaluates_with_its_default_integrator(name, pendulum):
     model = get_model(name, 1, hidden=8, depth=2, generator=torch.Generator().manual_seed(0))
     s = pendulum.splits["train"]
-    model.fit_normalization(s.q, s.p, pendulum.dt, s.dq_dt, s.dp_dt)
-    evaluation = evaluate(model, pendulum, horizon=12)
+    model.fit_normalization(s, pendulum.dt)
+    evaluation = evaluate(model, pendulum, horizon=12, **known(pendulum))
     metrics = evaluation.metrics
     assert metrics["integrator"] == MODELS[name].default_integrator
     assert math.isfinite(metrics["model_metrics"]["derivative_error_db"])
     assert metrics["floor_metrics"] is not None  # the pendulum is separable: every method fits
-    assert ("model_learned_energy_change" in evaluation.curves) == MODELS[name].hamiltonian
+    assert ("model_learned_energy_change" in evaluation.curves) == MODELS[name].is_hamiltonian
 
 
 def test_failed_floor_rollout_keeps_the_model_metrics(pendulum, monkeypatch):
@@ -199,16 +220,16 @@ def test_failed_floor_rollout_keeps_the_model_metrics(pendulum, monkeypatch):
     # model's metrics must survive and the table must say why the floor is missing.
     import hamgrad.evaluation as ev
 
-    real = ev._rollout
+    real = ev.rollout_numpy
 
     def failing_for_systems(field, *args, **kwargs):
         if not isinstance(field, torch.nn.Module):
             raise IntegratorError("gauss4: fixed-point iteration did not converge at step 3")
         return real(field, *args, **kwargs)
 
-    monkeypatch.setattr(ev, "_rollout", failing_for_systems)
+    monkeypatch.setattr(ev, "rollout_numpy", failing_for_systems)
     model = get_model("gradnet", 1, hidden=8, depth=2)
-    result = ev.evaluate(model, pendulum, horizon=5)
+    result = ev.evaluate(model, pendulum, horizon=5, **known(pendulum))
     assert result.metrics["floor_metrics"] is None
     assert "rollout failed" in result.metrics["floor_note"]
     assert np.isfinite(result.metrics["model_metrics"]["state_error_db"]["1"])
@@ -216,7 +237,9 @@ def test_failed_floor_rollout_keeps_the_model_metrics(pendulum, monkeypatch):
 
 def test_optional_floor_and_learned_energy_can_be_skipped(pendulum):
     model = get_model("gradnet", 1, hidden=8, depth=2)
-    result = evaluate(model, pendulum, horizon=5, floor=False, learned_energy=False)
+    result = evaluate(
+        model, pendulum, horizon=5, floor=False, learned_energy=False, **known(pendulum)
+    )
     assert result.metrics["floor_metrics"] is None
     assert result.metrics["floor_note"] == "not requested"
     assert "model_learned_energy_change" not in result.curves

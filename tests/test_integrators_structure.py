@@ -86,7 +86,7 @@ def test_extended_map_is_symplectic(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", REVERSIBLE)
-def test_symmetric_methods_are_time_reversible(name: str) -> None:
+def test_reversible_methods_are_time_reversible(name: str) -> None:
     method = INTEGRATORS[name]
     for field in _fields_for(method):
         q1, p1 = method.step(field, Q0, P0, DT)
@@ -96,7 +96,7 @@ def test_symmetric_methods_are_time_reversible(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NOT_REVERSIBLE)
-def test_non_symmetric_methods_do_not_return(name: str) -> None:
+def test_non_reversible_methods_do_not_return(name: str) -> None:
     """The reversibility check can fail: methods not claiming symmetry violate it."""
     method = INTEGRATORS[name]
     for field in _fields_for(method):

@@ -6,8 +6,8 @@ import pytest
 
 from hamgrad.errors import ConfigError, HamgradError
 from hamgrad.integrators import ALIASES, INTEGRATORS, Integrator, get_integrator, rollout
-from hamgrad.integrators.coefficients import BUTCHER_TABLEAUS, SPLITTING_TABLES
-from hamgrad.integrators.tableau import ButcherTableau, SplittingTable, merge_ops
+from hamgrad.integrators.coefficients import BUTCHER_TABLEAUS, SPLITTING_TABLEAUS
+from hamgrad.integrators.tableau import ButcherTableau, SplittingTableau, merge_ops
 
 
 def test_merge_ops_merges_neighbours_and_drops_zeros() -> None:
@@ -15,17 +15,17 @@ def test_merge_ops_merges_neighbours_and_drops_zeros() -> None:
     assert merge_ops(ops) == (("K", 0.75), ("D", 1.0))
 
 
-@pytest.mark.parametrize("name", SPLITTING_TABLES)
+@pytest.mark.parametrize("name", SPLITTING_TABLEAUS)
 def test_splitting_tables_are_consistent(name: str) -> None:
-    table = SPLITTING_TABLES[name]
+    table = SPLITTING_TABLEAUS[name]
     assert table.reference
     with pytest.raises(ConfigError, match="drift coefficients sum to"):
-        SplittingTable(name, table.order, ((*table.ops, ("D", 1e-6))), False, "broken")
+        SplittingTableau(name, table.order, ((*table.ops, ("D", 1e-6))), False, "broken")
 
 
-def test_claimed_symmetry_is_checked() -> None:
-    with pytest.raises(ConfigError, match="claims symmetry"):
-        SplittingTable("bad", 1, (("K", 1.0), ("D", 1.0)), symmetric=True, reference="x")
+def test_claimed_reversibility_is_checked() -> None:
+    with pytest.raises(ConfigError, match="claims reversibility"):
+        SplittingTableau("bad", 1, (("K", 1.0), ("D", 1.0)), reversible=True, reference="x")
 
 
 @pytest.mark.parametrize("name", BUTCHER_TABLEAUS)
@@ -86,8 +86,9 @@ class _CountingModelField:
         return p + q * q * p
 
 
-@pytest.mark.parametrize("name", sorted(n for n, m in INTEGRATORS.items()
-                                        if not m.requires_separable))
+@pytest.mark.parametrize(
+    "name", sorted(n for n, m in INTEGRATORS.items() if not m.requires_separable)
+)
 def test_non_separable_methods_evaluate_the_field_once_per_stage(name):
     import math
 

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from hamgrad.data import Split
 from hamgrad.errors import CheckpointError, ConfigError
 from hamgrad.models import MODELS, get_model, model_from_config, phase_statistics
 
 DOF = 2
 SMALL = {"hidden": 8, "depth": 2}
-HAMILTONIAN = [n for n, c in MODELS.items() if c.hamiltonian]
+HAMILTONIAN = [n for n, c in MODELS.items() if c.is_hamiltonian]
 SEPARABLE = [n for n in HAMILTONIAN if MODELS[n].separable]
 NON_SEPARABLE = [n for n in HAMILTONIAN if not MODELS[n].separable]
 
@@ -25,9 +26,9 @@ def _model(name: str, seed: int = 0, stats: bool = True):
     model = get_model(name, DOF, generator=torch.Generator().manual_seed(seed), **SMALL)
     if stats:
         g = torch.Generator().manual_seed(seed + 100)
-        model.normalizer.set_statistics(torch.randn(2 * DOF, generator=g),
-                                        0.5 + torch.rand(2 * DOF, generator=g),
-                                        1.7)
+        model.normalizer.set_statistics(
+            torch.randn(2 * DOF, generator=g), 0.5 + torch.rand(2 * DOF, generator=g), 1.7
+        )
     return model
 
 
@@ -38,9 +39,11 @@ def _states(*shape: int, seed: int = 1):
 
 def _jacobian_of_field(model, q, p):
     """Jacobian ``[2*dof, 2*dof]`` of ``(dq/dt, dp/dt)`` at one state."""
+
     def field(x):
-        dq, dp = model.time_derivative(x[:model.dof], x[model.dof:])
+        dq, dp = model.time_derivative(x[: model.dof], x[model.dof :])
         return torch.cat([dq, dp])
+
     return torch.autograd.functional.jacobian(field, torch.cat([q, p]))
 
 
@@ -65,8 +68,8 @@ def test_shapes_dtypes_and_batch_axes(name):
         # Batching is element-wise: one sample alone gives the same answer.
         dq1, _ = model.time_derivative(q[1, 2].to(dtype), p[1, 2].to(dtype))
         torch.testing.assert_close(dq1, dq[1, 2])
-        if model.hamiltonian:
-            assert model.energy(q.to(dtype), p.to(dtype)).shape == (3, 4)
+        if model.is_hamiltonian:
+            assert model.hamiltonian(q.to(dtype), p.to(dtype)).shape == (3, 4)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -79,6 +82,7 @@ def test_config_round_trip_rebuilds_identical_field(name):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     # The config is plain JSON.
     import json
+
     assert json.loads(json.dumps(model.config())) == model.config()
 
 
@@ -89,7 +93,7 @@ def test_energy_gradient_equals_field(name):
     q, p = _states(7, seed=2)
     q.requires_grad_(True)
     p.requires_grad_(True)
-    gq, gp = torch.autograd.grad(model.energy(q, p).sum(), (q, p))
+    gq, gp = torch.autograd.grad(model.hamiltonian(q, p).sum(), (q, p))
     dHq, dHp = model.dH_dq(q, p), model.dH_dp(q, p)
     torch.testing.assert_close(gq, dHq, rtol=1e-8, atol=1e-8)
     torch.testing.assert_close(gp, dHp, rtol=1e-8, atol=1e-8)
@@ -113,8 +117,10 @@ def _cross_dependence(model, q, p) -> float:
     """How much dH_dq moves with p plus how much dH_dp moves with q (zero if separable)."""
     q2, p2 = _states(seed=9)
     with torch.no_grad():
-        return float((model.dH_dq(q, p) - model.dH_dq(q, p2)).abs().max()
-                     + (model.dH_dp(q, p) - model.dH_dp(q2, p)).abs().max())
+        return float(
+            (model.dH_dq(q, p) - model.dH_dq(q, p2)).abs().max()
+            + (model.dH_dp(q, p) - model.dH_dp(q2, p)).abs().max()
+        )
 
 
 @pytest.mark.parametrize("name", SEPARABLE)
@@ -161,8 +167,9 @@ def test_normalisation_is_the_chain_rule(name):
     gq0, gp0 = plain.dH_dq(zq, zp), plain.dH_dp(zq, zp)
     torch.testing.assert_close(scaled.dH_dq(q, p), factor[:DOF] * gq0, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(scaled.dH_dp(q, p), factor[DOF:] * gp0, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(scaled.energy(q, p), n.energy_scale * plain.energy(zq, zp),
-                               rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        scaled.hamiltonian(q, p), n.energy_scale * plain.hamiltonian(zq, zp), rtol=1e-10, atol=1e-10
+    )
 
 
 def test_phase_statistics_of_a_harmonic_oscillator():
@@ -190,15 +197,17 @@ def test_constant_coordinates_are_not_divided_by_zero():
 def test_normalize_false_keeps_identity():
     model = get_model("gradnet", 1, normalize=False, **SMALL)
     q = np.random.default_rng(0).normal(5.0, 3.0, (2, 10, 1))
-    model.fit_normalization(q, q, 0.1)
+    split = Split(t=0.1 * np.arange(10), q=q, p=q)
+    model.fit_normalization(split, 0.1)
     torch.testing.assert_close(model.normalizer.scale, torch.ones(2))
     fitted = get_model("gradnet", 1, **SMALL)
-    fitted.fit_normalization(q, q, 0.1)
+    fitted.fit_normalization(split, 0.1)
     assert float(fitted.normalizer.scale[0]) == pytest.approx(float(q.std()), rel=1e-9)
 
 
 def test_gradnet_field_needs_no_double_backprop_but_hnn_does():
     """The GradNet field is a plain forward pass; HNN's contains backward-of-backward nodes."""
+
     def graph_names(model):
         q, p = _states(4)
         dq, _ = model.time_derivative(q, p)
@@ -220,13 +229,16 @@ def test_gradnet_field_needs_no_double_backprop_but_hnn_does():
     assert has_double(graph_names(_model("hnn")))
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"name": "nope"}, "unknown model 'nope'"),
-    ({"name": "gradnet", "widht": 3}, "unknown hyperparameter 'widht'"),
-    ({"name": "gradnet", "net": "mlp"}, "unknown net 'mlp'"),
-    ({"name": "separable-gradnet", "kinetic_net": "gradnet-c"}, "unknown net 'gradnet-c'"),
-    ({"name": "hnn", "hidden": 0}, "hidden must be an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"name": "nope"}, "unknown model 'nope'"),
+        ({"name": "gradnet", "widht": 3}, "unknown hyperparameter 'widht'"),
+        ({"name": "gradnet", "net": "mlp"}, "unknown net 'mlp'"),
+        ({"name": "separable-gradnet", "kinetic_net": "gradnet-c"}, "unknown net 'gradnet-c'"),
+        ({"name": "hnn", "hidden": 0}, "hidden must be an integer >= 1"),
+    ],
+)
 def test_bad_model_arguments(kwargs, match):
     name = kwargs.pop("name")
     with pytest.raises(ConfigError, match=match):
@@ -237,13 +249,46 @@ def test_neural_ode_has_no_energy_nor_gradient():
     model = _model("neural-ode")
     assert not hasattr(model, "dH_dq")
     with pytest.raises(ConfigError, match="not Hamiltonian"):
-        model.energy(*_states())
+        model.hamiltonian(*_states())
 
 
-@pytest.mark.parametrize(("config", "match"), [
-    ({"name": "gradnet", "dof": 1}, "lacks field 'hparams'"),
-    ({"name": "mystery", "dof": 1, "hparams": {}}, "unknown model 'mystery'"),
-])
+@pytest.mark.parametrize("name", HAMILTONIAN)
+def test_deprecated_energy_alias_warns_and_agrees(name):
+    model = _model(name)
+    q, p = _states(3)
+    with pytest.warns(DeprecationWarning, match="use hamiltonian"):
+        old = model.energy(q, p)
+    torch.testing.assert_close(old, model.hamiltonian(q, p))
+
+
+def test_hnn_checkpoint_of_version_0_1_still_loads():
+    """0.1 recorded HNN's fixed net as hyperparameter ``net``; its configs must still rebuild."""
+    model = _model("hnn")
+    old = {**model.config(), "hparams": {**model.config()["hparams"], "net": "scalar-grad"}}
+    rebuilt = model_from_config(old)
+    rebuilt.load_state_dict(model.state_dict())
+    q, p = _states(3)
+    torch.testing.assert_close(rebuilt.dH_dq(q, p), model.dH_dq(q, p))
+    with pytest.raises(ConfigError, match="unknown hyperparameter 'net'"):
+        get_model("hnn", DOF, net="scalar-grad")  # only old checkpoints, not new calls
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_integrator_is_resolved_and_checked_once(name):
+    model = _model(name)
+    integrator = model.integrator()
+    assert integrator.name == MODELS[name].default_integrator
+    assert model.integrator(training=True).name == MODELS[name].train_integrator
+    assert model.integrator(integrator) is integrator
+
+
+@pytest.mark.parametrize(
+    ("config", "match"),
+    [
+        ({"name": "gradnet", "dof": 1}, "lacks field 'hparams'"),
+        ({"name": "mystery", "dof": 1, "hparams": {}}, "unknown model 'mystery'"),
+    ],
+)
 def test_model_from_bad_config(config, match):
     with pytest.raises(CheckpointError, match=match):
         model_from_config(config)

@@ -107,7 +107,7 @@ def count_m(h: int, d: int, K: int, learnable: bool) -> int:
 @pytest.mark.parametrize(("d", "h", "L"), [(2, 93, 4), (32, 629, 4), (3, 5, 1), (7, 11, 3)])
 @pytest.mark.parametrize(("activation", "learnable"), [("tanh-mix", True), ("tanh", False)])
 def test_cascade_parameter_count(name, d, h, L, activation, learnable):
-    net = get_net(name, dim=d, hidden=h, layers=L, activation=activation)
+    net = get_net(name, dim=d, hidden=h, depth=L, activation=activation)
     assert count_parameters(net) == count_c(h, d, L, learnable)
 
 
@@ -115,7 +115,7 @@ def test_cascade_parameter_count(name, d, h, L, activation, learnable):
 @pytest.mark.parametrize(("d", "h", "K"), [(2, 169, 4), (32, 247, 4), (3, 5, 1), (7, 11, 3)])
 @pytest.mark.parametrize(("activation", "learnable"), [("softmax-mix", True), ("softmax", False)])
 def test_modular_parameter_count(name, d, h, K, activation, learnable):
-    net = get_net(name, dim=d, hidden=h, modules=K, activation=activation)
+    net = get_net(name, dim=d, hidden=h, depth=K, activation=activation)
     assert count_parameters(net) == count_m(h, d, K, learnable)
 
 
@@ -156,7 +156,7 @@ def test_batch_shapes_and_dtypes(name, batch, dtype):
 def test_autograd_nets_train_and_eval(name):
     net = get_net(name, dim=3, hidden=8)
     x = torch.randn(10, 3)
-    assert net.scalar(x).shape == (10,)
+    assert net.potential(x).shape == (10,)
     # Training: the loss reaches the weights through the gradient (double backprop).
     loss = (net(x) ** 2).sum()
     loss.backward()
@@ -186,11 +186,13 @@ def test_potential_gradient_matches_net(name, dim, stage):
 
 @pytest.mark.parametrize("name", ["scalar-grad", "icnn-grad"])
 def test_potential_matches_known_scalar(name):
-    # Independent check: these nets know their potential, up to the constant fixed at ref.
+    # Independent check of the quadrature: these nets know their potential exactly, up to the
+    # constant fixed at ref, and `potential` reads it unless told to integrate.
     net = make_net(name, 3, "trained")
     x, ref = sample_points(3, 8), torch.zeros(3)
-    expected = net.scalar(x) - net.scalar(ref)
-    torch.testing.assert_close(potential(net, x), expected, atol=1e-10, rtol=0)
+    expected = net.potential(x) - net.potential(ref)
+    torch.testing.assert_close(potential(net, x, use_exact=False), expected, atol=1e-10, rtol=0)
+    torch.testing.assert_close(potential(net, x), expected, atol=1e-14, rtol=0)
 
 
 @pytest.mark.parametrize("batch", [(), (5,), (3, 4)])

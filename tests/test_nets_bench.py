@@ -37,8 +37,8 @@ def test_benchmark_quick_prints_table(capsys):
 
 
 def test_demo_improves_error(capsys):
-    db = demo.main(seconds=1.0)
+    db = demo.main(steps=200)  # a fixed step count: the same result on a busy machine
     out = capsys.readouterr().out
     assert "dB" in out and math.isfinite(db)
     before = float(out.split("before training:")[1].split("dB")[0])
-    assert db < before - 3.0  # training must help, by 3 dB at least, even in one second
+    assert db < before - 3.0  # training must help, by 3 dB at least, even in 200 steps

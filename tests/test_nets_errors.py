@@ -18,9 +18,9 @@ from hamgrad.nets import (
     potential,
 )
 
-DEPTH_KWARG = {
+LEGACY_DEPTH_KWARG = {
     name: ("modules" if name.endswith("-m") else "layers") for name in NETS
-}  # every net has one depth argument: `modules` for the M family, `layers` for the others
+}  # version 0.1's per-family depth keywords, deprecated aliases of `depth`
 
 
 @pytest.mark.parametrize("name", sorted(NETS))
@@ -36,9 +36,8 @@ def test_wrong_input_width(name, bad_shape):
 @pytest.mark.parametrize("value", [0, -1, 2.5, True])
 def test_bad_sizes(name, arg, value):
     kwargs = {"dim": 2, "hidden": 4}
-    key = DEPTH_KWARG[name] if arg == "depth" else arg
-    kwargs[key] = value
-    with pytest.raises(HamgradError, match=rf"{key} must be an integer >= 1, got {value!r}"):
+    kwargs[arg] = value
+    with pytest.raises(HamgradError, match=rf"{arg} must be an integer >= 1, got {value!r}"):
         get_net(name, **kwargs)
 
 
@@ -111,19 +110,40 @@ def test_get_activation_bad_width():
 
 @pytest.mark.parametrize("name", sorted(NETS))
 def test_hidden_for_budget_is_largest_fit(name):
-    depth = {DEPTH_KWARG[name]: 2}
     budget = 700
-    h = hidden_for_budget(name, 5, budget, **depth)
-    assert count_parameters(get_net(name, dim=5, hidden=h, **depth)) <= budget
-    assert count_parameters(get_net(name, dim=5, hidden=h + 1, **depth)) > budget
+
+    def build(h):
+        return get_net(name, dim=5, hidden=h, depth=2)
+
+    h = hidden_for_budget(build, budget)
+    assert count_parameters(build(h)) <= budget
+    assert count_parameters(build(h + 1)) > budget
 
 
 def test_hidden_for_budget_errors():
+    def build(h):
+        return get_net("gradnet-c", dim=5, hidden=h)
+
     with pytest.raises(HamgradError, match="budget=10 is below"):
-        hidden_for_budget("gradnet-c", 5, 10)
+        hidden_for_budget(build, 10)
     with pytest.raises(HamgradError, match="budget must be an integer >= 1, got 0"):
-        hidden_for_budget("gradnet-c", 5, 0)
-    with pytest.raises(HamgradError, match="unknown net"):
+        hidden_for_budget(build, 0)
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_legacy_depth_keyword_warns_and_builds_the_same_net(name):
+    with pytest.warns(DeprecationWarning, match="use depth="):
+        old = get_net(name, dim=3, hidden=4, **{LEGACY_DEPTH_KWARG[name]: 3})
+    assert old.depth == 3
+    new = get_net(name, dim=3, hidden=4, depth=3)
+    assert count_parameters(old) == count_parameters(new)
+
+
+def test_legacy_hidden_for_budget_signature_warns():
+    with pytest.warns(DeprecationWarning, match="pass a builder"):
+        h = hidden_for_budget("gradnet-c", 5, 700, depth=2)
+    assert h == hidden_for_budget(lambda h: get_net("gradnet-c", dim=5, hidden=h, depth=2), 700)
+    with pytest.raises(HamgradError, match="unknown net"), pytest.warns(DeprecationWarning):
         hidden_for_budget("nope", 5, 100)
 
 

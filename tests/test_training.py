@@ -10,18 +10,12 @@ import torch
 from test_models import hamiltonian_form_defect
 from test_training_helpers import _one_thread, make_dataset, strip_to_trajectories  # noqa: F401
 
+from hamgrad.checkpoint import load_checkpoint, load_model, save_checkpoint
 from hamgrad.data import load_dataset
 from hamgrad.errors import CheckpointError, ConfigError, DatasetError, IntegratorError
 from hamgrad.integrators import rollout
 from hamgrad.models import MODELS, get_model
-from hamgrad.training import (
-    TrainConfig,
-    TrainingError,
-    load_checkpoint,
-    load_model,
-    save_checkpoint,
-    train,
-)
+from hamgrad.training import TrainConfig, TrainingError, train
 
 SMALL = {"hidden": 16, "depth": 2}
 
@@ -35,8 +29,16 @@ def data_dir(tmp_path_factory):
 
 
 def _config(data, tmp_path, **kw) -> TrainConfig:
-    base = {"data": str(data), "model_params": dict(SMALL), "epochs": 40, "batch_size": 64,
-            "lr": 1e-2, "dtype": "float64", "device": "cpu", "runs_dir": str(tmp_path / "runs")}
+    base = {
+        "data": str(data),
+        "model_params": dict(SMALL),
+        "epochs": 40,
+        "batch_size": 64,
+        "lr": 1e-2,
+        "dtype": "float64",
+        "device": "cpu",
+        "runs_dir": str(tmp_path / "runs"),
+    }
     return TrainConfig.from_mapping({**base, **kw})
 
 
@@ -44,18 +46,21 @@ def _derivative_db(model, split) -> float:
     q, p = torch.as_tensor(split.q).flatten(0, 1), torch.as_tensor(split.p).flatten(0, 1)
     with torch.no_grad():
         dq, dp = model.time_derivative(q, p)
-    err = ((dq - torch.as_tensor(split.dq_dt).flatten(0, 1)).square().sum(-1)
-           + (dp - torch.as_tensor(split.dp_dt).flatten(0, 1)).square().sum(-1))
+    err = (dq - torch.as_tensor(split.dq_dt).flatten(0, 1)).square().sum(-1) + (
+        dp - torch.as_tensor(split.dp_dt).flatten(0, 1)
+    ).square().sum(-1)
     return 10 * math.log10(float(err.mean()))
 
 
 def _untrained(config: TrainConfig, dataset):
     """The model exactly as `train` initialises it (same seed, same normalisation)."""
-    model = get_model(config.model, dataset.dof,
-                      generator=torch.Generator().manual_seed(config.seed),
-                      **config.model_params)
-    s = dataset.splits["train"]
-    model.fit_normalization(s.q, s.p, dataset.dt, s.dq_dt, s.dp_dt)
+    model = get_model(
+        config.model,
+        dataset.dof,
+        generator=torch.Generator().manual_seed(config.seed),
+        **config.model_params,
+    )
+    model.fit_normalization(dataset.splits["train"], dataset.dt)
     return model
 
 
@@ -89,8 +94,11 @@ def test_trained_gradnet_has_exact_hamiltonian_form(trained_pendulum):
 
 def test_separable_leapfrog_conserves_learned_energy_to_order_two(data_dir, tmp_path):
     """Leapfrog on the learned separable H: max energy error over [0, T] scales as dt²."""
-    result = train(_config(data_dir / "pendulum.h5", tmp_path, model="separable-gradnet",
-                           epochs=10, name="sep"))
+    result = train(
+        _config(
+            data_dir / "pendulum.h5", tmp_path, model="separable-gradnet", epochs=10, name="sep"
+        )
+    )
     model, _ = load_model(result.run_dir)
     ds = load_dataset(data_dir / "pendulum.h5")
     q0 = torch.as_tensor(ds.splits["test"].q[:, 0])
@@ -99,7 +107,7 @@ def test_separable_leapfrog_conserves_learned_energy_to_order_two(data_dir, tmp_
     for dt in (0.04, 0.02, 0.01):
         with torch.no_grad():
             traj = rollout(model, q0, p0, dt, round(4.0 / dt), method="leapfrog")
-            energy = model.energy(traj.q, traj.p)
+            energy = model.hamiltonian(traj.q, traj.p)
         errors.append(float((energy - energy[..., :1]).abs().max()))
     orders = [math.log2(errors[i] / errors[i + 1]) for i in range(2)]
     assert all(abs(o - 2) < 0.2 for o in orders), (errors, orders)
@@ -126,8 +134,14 @@ class _Interrupt(Exception):
 
 @pytest.mark.parametrize("loss", ["derivative", "rollout:2"])
 def test_resume_reaches_the_same_weights(data_dir, tmp_path, loss):
-    kw = {"epochs": 6, "loss": loss, "schedule": "cosine", "optimizer": "adamw",
-          "weight_decay": 1e-3, "grad_clip": 0.5}
+    kw = {
+        "epochs": 6,
+        "loss": loss,
+        "schedule": "cosine",
+        "optimizer": "adamw",
+        "weight_decay": 1e-3,
+        "grad_clip": 0.5,
+    }
     full = train(_config(data_dir / "pendulum.h5", tmp_path, name="full", **kw))
 
     def crash(epoch):
@@ -143,14 +157,17 @@ def test_resume_reaches_the_same_weights(data_dir, tmp_path, loss):
     b = load_checkpoint(resumed.run_dir / "last.pt")
     for key, value in a["model_state"].items():
         assert torch.equal(value, b["model_state"][key]), key
-    rows = [[{k: v for k, v in json.loads(line).items() if k != "time_s"}
-             for line in (run / "metrics.jsonl").read_text().splitlines()]
-            for run in (full.run_dir, resumed.run_dir)]
+    rows = [
+        [
+            {k: v for k, v in json.loads(line).items() if k != "time_s"}
+            for line in (run / "metrics.jsonl").read_text().splitlines()
+        ]
+        for run in (full.run_dir, resumed.run_dir)
+    ]
     assert rows[0] == rows[1]
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path,
-                                                               monkeypatch):
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
     import hamgrad.training.loop as loop
 
     config = _config(data_dir / "spring.h5", tmp_path, name="nan", epochs=5)
@@ -177,15 +194,16 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_every_model_trains_with_the_rollout_loss_on_trajectory_only_data(name, data_dir,
-                                                                          tmp_path):
+def test_every_model_trains_with_the_rollout_loss_on_trajectory_only_data(name, data_dir, tmp_path):
     bare = strip_to_trajectories(data_dir / "pendulum.h5", tmp_path / "bare.h5")
     result = train(_config(bare, tmp_path, model=name, epochs=3, name=name))
     assert result.loss == "rollout:4"
     rows = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["val_loss"] < rows[0]["val_loss"]
-    assert json.loads((result.run_dir / "config.json").read_text())["resolved"]["integrator"] \
+    assert (
+        json.loads((result.run_dir / "config.json").read_text())["resolved"]["integrator"]
         == MODELS[name].train_integrator
+    )
 
 
 def test_derivative_loss_on_trajectory_only_data_is_refused(data_dir, tmp_path):
@@ -197,18 +215,30 @@ def test_derivative_loss_on_trajectory_only_data_is_refused(data_dir, tmp_path):
 
 def test_inapplicable_integrator_fails_before_anything_is_written(data_dir, tmp_path):
     with pytest.raises(IntegratorError, match="leapfrog"):
-        train(_config(data_dir / "spring.h5", tmp_path, loss="rollout:2", integrator="leapfrog",
-                      name="x"))
+        train(
+            _config(
+                data_dir / "spring.h5", tmp_path, loss="rollout:2", integrator="leapfrog", name="x"
+            )
+        )
     with pytest.raises(IntegratorError):
-        train(_config(data_dir / "spring.h5", tmp_path, model="neural-ode", loss="rollout:2",
-                      integrator="implicit-midpoint", name="y"))
+        train(
+            _config(
+                data_dir / "spring.h5",
+                tmp_path,
+                model="neural-ode",
+                loss="rollout:2",
+                integrator="implicit-midpoint",
+                name="y",
+            )
+        )
     assert not (tmp_path / "runs").exists()
 
 
 def test_missing_train_split(data_dir, tmp_path):
-    only_test = strip_to_trajectories(data_dir / "spring.h5", tmp_path / "t.h5",
-                                      drop_splits=("train",))
-    with pytest.raises(DatasetError, match="split 'train' is missing"):
+    only_test = strip_to_trajectories(
+        data_dir / "spring.h5", tmp_path / "t.h5", drop_splits=("train",)
+    )
+    with pytest.raises(DatasetError, match="split 'train' is absent"):
         train(_config(only_test, tmp_path, name="x"))
 
 
@@ -222,17 +252,31 @@ def test_existing_run_is_not_overwritten(trained_pendulum):
 
 def test_early_stopping(data_dir, tmp_path):
     # lr so small nothing improves measurably after the first epochs -> stops early.
-    result = train(_config(data_dir / "spring.h5", tmp_path, name="es", epochs=50, patience=1,
-                           lr=1e-12, schedule="constant"))
+    result = train(
+        _config(
+            data_dir / "spring.h5",
+            tmp_path,
+            name="es",
+            epochs=50,
+            patience=1,
+            lr=1e-12,
+            schedule="constant",
+        )
+    )
     assert result.stop_reason == "early stopping" and result.epochs < 50
 
 
 def test_config_from_toml_flags_override_and_unknown_keys(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text('model = "hnn"\nepochs = 7\n[model_params]\nhidden = 9\ndepth = 1\n')
+    path.write_text(
+        'data = "d.h5"\nmodel = "hnn"\nepochs = 7\n[model_params]\nhidden = 9\ndepth = 1\n'
+    )
     config = TrainConfig.from_toml(path, {"epochs": 3, "model_params": {"hidden": 5}})
-    assert (config.model, config.epochs, config.model_params) == ("hnn", 3,
-                                                                  {"hidden": 5, "depth": 1})
+    assert (config.model, config.epochs, config.model_params) == (
+        "hnn",
+        3,
+        {"hidden": 5, "depth": 1},
+    )
     path.write_text("epoch = 7\n")
     with pytest.raises(ConfigError, match="unknown key 'epoch'"):
         TrainConfig.from_toml(path)
@@ -241,29 +285,78 @@ def test_config_from_toml_flags_override_and_unknown_keys(tmp_path):
         TrainConfig.from_toml(path)
 
 
-@pytest.mark.parametrize(("field", "value", "match"), [
-    ("loss", "rollout:0", "loss must be"),
-    ("loss", "l2", "loss must be"),
-    ("model", "mlp", "unknown model"),
-    ("optimizer", "sgd", "unknown optimizer"),
-    ("lr", -1.0, "lr must be"),
-    ("epochs", 0, "epochs must be"),
-    ("dtype", "float16", "unknown dtype"),
-    ("name", "../x", "plain directory name"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("loss", "rollout:0", "loss must be"),
+        ("loss", "l2", "loss must be"),
+        ("model", "mlp", "unknown model"),
+        ("optimizer", "sgd", "unknown optimizer"),
+        ("lr", -1.0, "lr must be"),
+        ("epochs", 0, "epochs must be"),
+        ("dtype", "float16", "unknown dtype"),
+        ("name", "../x", "plain directory name"),
+        ("integrator", "nonsense", "unknown integrator 'nonsense'; expected one of: .*gauss4"),
+        ("integrator_options", {"omega": 3.0}, "without an integrator"),
+    ],
+)
 def test_bad_config_values(field, value, match):
     with pytest.raises(ConfigError, match=match):
-        TrainConfig.from_mapping({field: value})
+        TrainConfig.from_mapping({"data": "d.h5", field: value})
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"omega": -1.0}, "omega must be a finite positive number"),
+        ({"tol": 1e-12}, "unknown option"),
+    ],
+)
+def test_bad_integrator_options_are_refused(options, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig.from_mapping(
+            {"data": "d.h5", "integrator": "tao2", "integrator_options": options}
+        )
+
+
+def test_integrator_options_reach_the_rollout_loss_and_the_run(data_dir, tmp_path):
+    bare = strip_to_trajectories(data_dir / "pendulum.h5", tmp_path / "bare.h5")
+    result = train(
+        _config(
+            bare,
+            tmp_path,
+            epochs=1,
+            loss="rollout:2",
+            integrator="tao2",
+            integrator_options={"omega": 21.0},
+            name="tao",
+        )
+    )
+    resolved = json.loads((result.run_dir / "config.json").read_text())["resolved"]
+    assert resolved["integrator"] == "tao2" and resolved["integrator_options"] == {"omega": 21.0}
+
+
+def test_resume_with_new_settings_is_refused(trained_pendulum):
+    config, result = trained_pendulum
+    with pytest.raises(ConfigError, match=r"new settings too \(.*epochs"):
+        train(TrainConfig.from_mapping({"data": config.data, "epochs": 3}), resume=result.run_dir)
 
 
 def test_default_dataset_settings_match_simulate_defaults():
     """`hamgrad train` and `hamgrad simulate pendulum` must make the same default file."""
     from hamgrad.cli.data_cmds import simulate
-    from hamgrad.training.loop import DEFAULT_DATA_SETTINGS
+    from hamgrad.cli.model_cmds import DEFAULT_DATA_SETTINGS
 
     cli = {p.name: p.default for p in simulate.params}
-    mapping = {"n_train": "n_train", "n_val": "n_val", "n_test": "n_test", "n_steps": "steps",
-               "dt": "dt", "noise_std": "noise", "seed": "seed"}
+    mapping = {
+        "n_train": "n_train",
+        "n_val": "n_val",
+        "n_test": "n_test",
+        "n_steps": "steps",
+        "dt": "dt",
+        "noise_std": "noise",
+        "seed": "seed",
+    }
     assert {k: cli[v] for k, v in mapping.items()} == DEFAULT_DATA_SETTINGS
     assert cli["steps_test"] is None  # the test split is as long as the others
 

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from hamgrad.cli import main, parse_params
+from hamgrad.cli._app import main, parse_params
 from hamgrad.errors import ConfigError
 
 
@@ -24,35 +24,76 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 
 @main.command("simulate")
 @click.argument("system")
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
-              help="Output HDF5 file (written atomically).")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Output HDF5 file (written atomically).",
+)
 @click.option("--n-train", default=200, show_default=True, help="Training trajectories.")
 @click.option("--n-val", default=50, show_default=True, help="Validation trajectories.")
 @click.option("--n-test", default=50, show_default=True, help="Test trajectories.")
 @click.option("--steps", default=100, show_default=True, help="Steps per trajectory.")
-@click.option("--steps-test", default=None, type=int,
-              help="Steps per test trajectory [default: --steps].")
+@click.option(
+    "--steps-test", default=None, type=int, help="Steps per test trajectory [default: --steps]."
+)
 @click.option("--dt", default=0.1, show_default=True, help="Sampling interval.")
 @click.option("--noise", default=0.0, show_default=True, help="Observation noise std.")
 @click.option("--seed", default=0, show_default=True, help="Base seed.")
-@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
-              help="System parameter, repeatable (e.g. --param g=9.81).")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="System parameter, repeatable (e.g. --param g=9.81).",
+)
 @click.option("--shard", default=None, metavar="I/N", help="Write only shard I of N.")
-@click.option("--batch-size", default=32, show_default=True,
-              help="Trajectories per vectorised reference solve.")
+@click.option(
+    "--batch-size",
+    default=32,
+    show_default=True,
+    help="Trajectories per vectorised reference solve.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def simulate(system: str, out: str, n_train: int, n_val: int, n_test: int, steps: int,
-             steps_test: int | None, dt: float, noise: float, seed: int,
-             params: tuple[str, ...], shard: str | None, batch_size: int, overwrite: bool,
-             quiet: bool) -> None:
+def simulate(
+    system: str,
+    out: str,
+    n_train: int,
+    n_val: int,
+    n_test: int,
+    steps: int,
+    steps_test: int | None,
+    dt: float,
+    noise: float,
+    seed: int,
+    params: tuple[str, ...],
+    shard: str | None,
+    batch_size: int,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
     """Simulate SYSTEM (a registry name or module:Class) into an HDF5 dataset."""
     from simulators import generate
 
-    path = generate(system, out, n_train=n_train, n_val=n_val, n_test=n_test, n_steps=steps,
-                    n_steps_test=steps_test, dt=dt, noise_std=noise, seed=seed,
-                    overwrite=overwrite, params=parse_params(params),
-                    shard=_parse_shard(shard), batch_size=batch_size, progress=not quiet)
+    path = generate(
+        system,
+        out,
+        n_train=n_train,
+        n_val=n_val,
+        n_test=n_test,
+        n_steps=steps,
+        n_steps_test=steps_test,
+        dt=dt,
+        noise_std=noise,
+        seed=seed,
+        overwrite=overwrite,
+        params=parse_params(params),
+        shard=_parse_shard(shard),
+        batch_size=batch_size,
+        progress=not quiet,
+    )
     click.echo(f"wrote {path}")
 
 
@@ -68,8 +109,9 @@ def info(path: str) -> None:
         shown = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
         click.echo(f"  {key}: {shown}")
     for name, split in ds.splits.items():
-        click.echo(f"  [{name}] n_traj={split.n_traj} n_t={split.n_t} "
-                   f"t=[{split.t[0]:g}, {split.t[-1]:g}]")
+        click.echo(
+            f"  [{name}] n_traj={split.n_traj} n_t={split.n_t} t=[{split.t[0]:g}, {split.t[-1]:g}]"
+        )
         for field in ("q", "p", "dq_dt", "dp_dt", "energy"):
             arr = getattr(split, field)
             if arr is not None:
@@ -90,5 +132,4 @@ def list_systems() -> None:
         system = cls()
         alias = f" (alias {aliases[name]})" if name in aliases else ""
         kind = "separable" if system.separable else "non-separable"
-        click.echo(f"{name}{alias}: dof={system.dof}, {kind}, "
-                   f"params {json.dumps(system.params)}")
+        click.echo(f"{name}{alias}: dof={system.dof}, {kind}, params {json.dumps(system.params)}")

@@ -4,16 +4,28 @@
 See `hamgrad.integrators.registry` for the registered names and what each guarantees.
 """
 
-from hamgrad.integrators.base import Integrator
-from hamgrad.integrators.registry import ALIASES, INTEGRATORS, applicable_methods, get_integrator
+from hamgrad.integrators.base import Integrator, Stepper, derivative_fn
+from hamgrad.integrators.registry import (
+    ALIASES,
+    INTEGRATORS,
+    applicable_methods,
+    check_applicable,
+    get_integrator,
+)
 from hamgrad.integrators.rollout import Trajectory, rollout
+from hamgrad.integrators.tableau import ButcherTableau, SplittingTableau
 
 __all__ = [
     "ALIASES",
     "INTEGRATORS",
+    "ButcherTableau",
     "Integrator",
+    "SplittingTableau",
+    "Stepper",
     "Trajectory",
     "applicable_methods",
+    "check_applicable",
+    "derivative_fn",
     "get_integrator",
     "rollout",
 ]

@@ -1,19 +1,26 @@
 """The `Integrator` interface shared by every method, and what a field must offer.
 
-An integrator turns a field into a *stepper*: an object with ``init(q, p) -> state``,
+An integrator turns a field into a `Stepper`: an object with ``init(q, p) -> state``,
 ``advance(state) -> state`` and ``observe(state) -> (q, p)``. The state may carry more than
 ``(q, p)``: a cached force that the next step reuses (first-same-as-last), or the extended
 phase-space copies of Tao's method. `Integrator.step` runs one step from a fresh state;
 `hamgrad.integrators.rollout` keeps the state across steps.
+
+Naming rule of the package: a ``method`` argument is an integrator's *name* (or an
+`Integrator`, resolved once by `hamgrad.integrators.get_integrator`); an ``integrator`` is the
+object. Whether a method applies to a field is decided here (`Integrator.applies_to`); the
+error that lists the methods that do apply is raised by the registry
+(`hamgrad.integrators.check_applicable`), which knows them all.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -23,29 +30,33 @@ __all__ = [
     "Integrator",
     "State",
     "Stepper",
+    "derivative_fn",
     "has_gradient",
     "is_separable",
-    "vector_field",
 ]
 
 State = tuple[Any, ...]
 FieldFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
-class Stepper(Protocol):
-    """One integrator bound to one field and one step size."""
+class Stepper(ABC):
+    """One integrator bound to one field and one step size.
+
+    The defaults suit a method whose state is just ``(q, p)``; a stepper that carries more
+    (a cached force, Tao's copies) overrides `init` and keeps ``(q, p)`` first in its state.
+    """
 
     def init(self, q: Tensor, p: Tensor) -> State:
         """Build the stepper state for phase-space point ``(q, p)``, shapes ``[..., dof]``."""
-        ...
+        return (q, p)
 
+    @abstractmethod
     def advance(self, state: State) -> State:
         """Return the state one step of size ``dt`` later."""
-        ...
 
     def observe(self, state: State) -> tuple[Tensor, Tensor]:
         """Return the phase-space point ``(q, p)`` that ``state`` represents."""
-        ...
+        return state[0], state[1]
 
 
 def has_gradient(field: object) -> bool:
@@ -58,7 +69,7 @@ def is_separable(field: object) -> bool:
     return getattr(field, "separable", False) is True
 
 
-def vector_field(field: object) -> FieldFn:
+def derivative_fn(field: object) -> FieldFn:
     """Return ``(q, p) -> (dq/dt, dp/dt)`` for a Hamiltonian field or a `VectorField`.
 
     A field's own ``time_derivative`` is preferred when it has one: a non-separable model or
@@ -76,7 +87,11 @@ def vector_field(field: object) -> FieldFn:
             return dH_dp(q, p), -dH_dq(q, p)
 
         return hamilton
-    raise IntegratorError(
+    raise IntegratorError(_not_a_field(field))
+
+
+def _not_a_field(field: object) -> str:
+    return (
         f"field of type {type(field).__name__} has neither dH_dq/dH_dp nor time_derivative; "
         "expected a HamiltonianField or a VectorField"
     )
@@ -102,7 +117,7 @@ class Integrator(ABC):
     symplectic : bool
         One `step` is a symplectic map of ``(q, p)`` for every Hamiltonian field it accepts.
     reversible : bool
-        The method is symmetric: ``step(-dt) ∘ step(dt)`` is the identity.
+        The method is time-reversible (symmetric): ``step(-dt) ∘ step(dt)`` is the identity.
     requires_separable : bool
         Only fields with ``separable = True`` are accepted.
     requires_gradient : bool
@@ -138,18 +153,28 @@ class Integrator(ABC):
             return False
         return has_gradient(field) or callable(getattr(field, "time_derivative", None))
 
-    def check_field(self, field: object) -> None:
-        """Raise `IntegratorError` naming the methods that apply if this one does not."""
+    def mismatch(self, field: object) -> str | None:
+        """Why this method cannot integrate ``field`` (one sentence), or None when it can."""
         if self.applies_to(field):
-            return
-        # Imported here: the registry is built from the integrator classes defined downstream.
-        from hamgrad.integrators.registry import applicable_methods
-
+            return None
+        if not has_gradient(field) and not callable(getattr(field, "time_derivative", None)):
+            return _not_a_field(field)
         need = "a separable" if self.requires_separable else "a"
-        raise IntegratorError(
+        return (
             f"integrator {self.name!r} needs {need} Hamiltonian field (dH_dq/dH_dp), got a "
-            f"{_kinds(field)} field; methods that apply: {', '.join(applicable_methods(field))}"
+            f"{_kinds(field)} field"
         )
+
+    def integrate_saved(
+        self, field: object, q0: Tensor, p0: Tensor, dt: float, n_steps: int, save_every: int
+    ) -> tuple[Tensor, Tensor] | None:
+        """Solve for every saved state in one call, or return None to be stepped.
+
+        A method that hands a whole time grid to an outside solver (torchdiffeq) overrides
+        this and returns ``(q, p)`` of shape ``[n_saved, ..., dof]`` (time first); the
+        default returns None and `hamgrad.integrators.rollout` drives the `Stepper`.
+        """
+        return None
 
     def step(self, field: object, q: Tensor, p: Tensor, dt: float) -> tuple[Tensor, Tensor]:
         """Advance ``(q, p)`` by one step of size ``dt``.
@@ -157,7 +182,7 @@ class Integrator(ABC):
         Parameters
         ----------
         field : HamiltonianField or VectorField
-            The dynamics; see `check_field` for which kinds each method accepts.
+            The dynamics; see `applies_to` for which kinds each method accepts.
         q, p : Tensor
             Positions and momenta, shape ``[..., dof]``, floating point, same device.
         dt : float
@@ -168,9 +193,15 @@ class Integrator(ABC):
         (Tensor, Tensor)
             ``(q, p)`` one step later, differentiable with respect to the inputs.
         """
-        self.check_field(field)
+        problem = self.mismatch(field)
+        if problem is not None:
+            raise IntegratorError(problem)
         stepper = self.stepper(field, check_dt(dt), q)
         return stepper.observe(stepper.advance(stepper.init(q, p)))
+
+    def options(self) -> dict[str, Any]:
+        """The current values of `option_names` (JSON values), e.g. ``{"omega": 10.0}``."""
+        return {name: getattr(self, name) for name in self.option_names}
 
     def with_options(self, **options: Any) -> Integrator:
         """Return a copy with some of `option_names` changed (validated by ``__post_init__``)."""
@@ -190,3 +221,13 @@ def check_dt(dt: object) -> float:
     if value == 0.0:
         raise ConfigError("dt must be a nonzero finite number, got 0")
     return value
+
+
+def __getattr__(name: str) -> object:
+    # Deprecated names, kept for one release.
+    if name == "vector_field":
+        warnings.warn(
+            "vector_field is deprecated; use derivative_fn", DeprecationWarning, stacklevel=2
+        )
+        return derivative_fn
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

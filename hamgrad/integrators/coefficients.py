@@ -1,6 +1,6 @@
 """Named coefficient tables, each with its source.
 
-Splitting tables use the convention of `SplittingTable`: ``("D", a)`` drifts positions with
+Splitting tables use the convention of `SplittingTableau`: ``("D", a)`` drifts positions with
 ``∂H/∂p``, ``("K", b)`` kicks momenta with ``-∂H/∂q``. Composition methods are built from the
 velocity-Verlet step ``K(1/2) D(1) K(1/2)`` with `compose`, so their final kick and the next
 step's first kick share one force evaluation in a rollout.
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 
-from hamgrad.integrators.tableau import DRIFT, KICK, ButcherTableau, Op, SplittingTable, compose
+from hamgrad.integrators.tableau import DRIFT, KICK, ButcherTableau, Op, SplittingTableau, compose
 
-__all__ = ["BUTCHER_TABLEAUS", "SPLITTING_TABLES"]
+__all__ = ["BUTCHER_TABLEAUS", "SPLITTING_TABLEAUS"]
 
 
 def _palindrome(first_half: list[float]) -> list[float]:
@@ -63,28 +63,28 @@ _SO8_HALF = [
 _Y6A_HALF = [0.784513610477560, 0.235573213359357, -1.17767998417887]
 
 _SPLITTINGS = [
-    SplittingTable(
+    SplittingTableau(
         "symplectic-euler",
         1,
         ((KICK, 1.0), (DRIFT, 1.0)),
-        symmetric=False,
+        reversible=False,
         reference="Hairer-Lubich-Wanner (2006) Thm. VI.3.3 (kick with V'(q_n), then drift)",
     ),
-    SplittingTable(
+    SplittingTableau(
         "leapfrog",
         2,
         tuple(_VERLET),
-        symmetric=True,
+        reversible=True,
         reference="Störmer-Verlet; Verlet, Phys. Rev. 159 (1967) 98; HLW (2006) sec. I.3.1",
     ),
-    SplittingTable(
+    SplittingTableau(
         "yoshida4",
         4,
         compose(_VERLET, [_FR_W1, -_CBRT2 * _FR_W1, _FR_W1]),
-        symmetric=True,
+        reversible=True,
         reference="Forest & Ruth, Physica D 43 (1990) 105; Yoshida, Phys. Lett. A 150 (1990) 262",
     ),
-    SplittingTable(
+    SplittingTableau(
         "pefrl",
         4,
         tuple(
@@ -93,10 +93,10 @@ _SPLITTINGS = [
                 [0.5 - _PEFRL_LAMBDA, _PEFRL_LAMBDA, _PEFRL_LAMBDA, 0.5 - _PEFRL_LAMBDA],
             )
         ),
-        symmetric=True,
+        reversible=True,
         reference="Omelyan, Mryglod & Folk, Comput. Phys. Commun. 146 (2002) 188, eq. (20)",
     ),
-    SplittingTable(
+    SplittingTableau(
         "blanes-moan4",
         4,
         tuple(
@@ -105,10 +105,10 @@ _SPLITTINGS = [
                 [0.209515106613362, -0.143851773179818],
             )
         ),
-        symmetric=True,
+        reversible=True,
         reference="Blanes & Moan, J. Comput. Appl. Math. 142 (2002) 313, Table 2 (S6, order 4)",
     ),
-    SplittingTable(
+    SplittingTableau(
         "blanes-moan6",
         6,
         tuple(
@@ -123,21 +123,21 @@ _SPLITTINGS = [
                 [0.148816447901042, -0.132385865767784, 0.067307604692185, 0.432666402578175],
             )
         ),
-        symmetric=True,
+        reversible=True,
         reference="Blanes & Moan, J. Comput. Appl. Math. 142 (2002) 313, Table 3 (S10, order 6)",
     ),
-    SplittingTable(
+    SplittingTableau(
         "yoshida6",
         6,
         compose(_VERLET, _palindrome(_Y6A_HALF)),
-        symmetric=True,
+        reversible=True,
         reference="Yoshida, Phys. Lett. A 150 (1990) 262, Table 1 solution A",
     ),
-    SplittingTable(
+    SplittingTableau(
         "mclachlan8",
         8,
         compose(_VERLET, _palindrome(_SO8_HALF)),
-        symmetric=True,
+        reversible=True,
         reference=(
             "McLachlan, SIAM J. Sci. Comput. 16 (1995) 151 (order 8, 15 stages); "
             "coefficients as in Hairer-Lubich-Wanner (2006) sec. V.3.2"
@@ -146,7 +146,7 @@ _SPLITTINGS = [
 ]
 
 #: Splitting tables by registry name.
-SPLITTING_TABLES: dict[str, SplittingTable] = {t.name: t for t in _SPLITTINGS}
+SPLITTING_TABLEAUS: dict[str, SplittingTableau] = {t.name: t for t in _SPLITTINGS}
 
 _R3 = math.sqrt(3.0)
 _R15 = math.sqrt(15.0)

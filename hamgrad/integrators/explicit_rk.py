@@ -14,26 +14,23 @@ import torchdiffeq
 from torch import Tensor
 
 from hamgrad.errors import ConfigError, IntegratorError, check_finite, unknown_name
-from hamgrad.integrators.base import Integrator, State, vector_field
+from hamgrad.integrators.base import Integrator, State, Stepper, derivative_fn
 from hamgrad.integrators.tableau import ButcherTableau
 
 __all__ = ["TORCHDIFFEQ_SOLVERS", "ExplicitRKIntegrator", "TorchdiffeqIntegrator"]
 
 
-class _ExplicitRKStepper:
+class _ExplicitRKStepper(Stepper):
     """Generic explicit Runge–Kutta step; zero tableau entries are skipped."""
 
     def __init__(self, tableau: ButcherTableau, field: object, dt: float) -> None:
-        self.f = vector_field(field)
+        self.f = derivative_fn(field)
         # Per stage: the (j, a_ij·dt) terms that are nonzero; then the (i, b_i·dt) weights.
         self.rows = [
             [(j, a * dt) for j, a in enumerate(row[:i]) if a != 0.0]
             for i, row in enumerate(tableau.A)
         ]
         self.weights = [(i, w * dt) for i, w in enumerate(tableau.b) if w != 0.0]
-
-    def init(self, q: Tensor, p: Tensor) -> State:
-        return (q, p)
 
     def advance(self, state: State) -> State:
         q, p = state
@@ -48,9 +45,6 @@ class _ExplicitRKStepper:
             q = torch.add(q, ks[i][0], alpha=alpha)
             p = torch.add(p, ks[i][1], alpha=alpha)
         return (q, p)
-
-    def observe(self, state: State) -> tuple[Tensor, Tensor]:
-        return state[0], state[1]
 
 
 @dataclass(frozen=True)
@@ -95,7 +89,7 @@ TORCHDIFFEQ_SOLVERS: dict[str, tuple[int | None, int]] = {
 }
 
 
-class _TorchdiffeqStepper:
+class _TorchdiffeqStepper(Stepper):
     """One torchdiffeq solve over ``[0, dt]`` per step; the state is ``(q, p)``."""
 
     def __init__(self, method: TorchdiffeqIntegrator, field: object, dt: float, like: Tensor):
@@ -103,20 +97,14 @@ class _TorchdiffeqStepper:
         self.func = _as_ode(field)
         self.t = torch.tensor([0.0, dt], dtype=like.dtype, device=like.device)
 
-    def init(self, q: Tensor, p: Tensor) -> State:
-        return (q, p)
-
     def advance(self, state: State) -> State:
         q, p = self.method.solve(self.func, state, self.t, grid=None)
         return (q[-1], p[-1])
 
-    def observe(self, state: State) -> tuple[Tensor, Tensor]:
-        return state[0], state[1]
-
 
 def _as_ode(field: object):
     """torchdiffeq right-hand side ``func(t, (q, p)) -> (dq, dp)`` for an autonomous field."""
-    f = vector_field(field)
+    f = derivative_fn(field)
 
     def func(t: Tensor, y: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         return f(*y)

@@ -22,19 +22,19 @@ import torch
 from torch import Tensor
 
 from hamgrad.errors import IntegratorError, check_finite, check_int
-from hamgrad.integrators.base import Integrator, State, vector_field
+from hamgrad.integrators.base import Integrator, State, Stepper, derivative_fn
 from hamgrad.integrators.tableau import ButcherTableau
 
 __all__ = ["CollocationIntegrator"]
 
 
-class _CollocationStepper:
+class _CollocationStepper(Stepper):
     """Solves the stage equations each step; the state is just ``(q, p)``."""
 
     def __init__(self, method: CollocationIntegrator, field: object, dt: float, like: Tensor):
         table = method.tableau
         self.name = method.name
-        self.f = vector_field(field)
+        self.f = derivative_fn(field)
         # Stage sums are short (s <= 3), so Python-float coefficients with fused torch.add beat
         # a tensordot over a stacked stage axis.
         self.dtA = [[a * dt for a in row] for row in table.A]
@@ -45,9 +45,6 @@ class _CollocationStepper:
         self.d = torch.linalg.solve(A64.T, b64).tolist()
         self.max_iter = method.max_iter
         self.tol = method.tol if method.tol is not None else 50 * torch.finfo(like.dtype).eps
-
-    def init(self, q: Tensor, p: Tensor) -> State:
-        return (q, p)
 
     @staticmethod
     def _combine(coefs: list[float], values: list[Tensor], base: Tensor | None = None) -> Tensor:
@@ -84,9 +81,6 @@ class _CollocationStepper:
             f"iterations (last relative update {ratio:.3g} > tol={self.tol:.3g}); "
             "reduce dt or raise max_iter"
         )
-
-    def observe(self, state: State) -> tuple[Tensor, Tensor]:
-        return state[0], state[1]
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from hamgrad.errors import unknown_name
+from hamgrad.errors import IntegratorError, unknown_name
 from hamgrad.integrators.base import Integrator
-from hamgrad.integrators.coefficients import BUTCHER_TABLEAUS, SPLITTING_TABLES
+from hamgrad.integrators.coefficients import BUTCHER_TABLEAUS, SPLITTING_TABLEAUS
 from hamgrad.integrators.explicit_rk import (
     TORCHDIFFEQ_SOLVERS,
     ExplicitRKIntegrator,
@@ -32,20 +32,27 @@ from hamgrad.integrators.implicit import CollocationIntegrator
 from hamgrad.integrators.splitting import SplittingIntegrator
 from hamgrad.integrators.tao import TaoIntegrator
 
-__all__ = ["ALIASES", "INTEGRATORS", "applicable_methods", "get_integrator"]
+__all__ = [
+    "ALIASES",
+    "INTEGRATORS",
+    "applicable_methods",
+    "check_applicable",
+    "get_integrator",
+    "method_names",
+]
 
 _TORCHDIFFEQ_PREFIX = "torchdiffeq:"
 
 
 def _build() -> dict[str, Integrator]:
     methods: list[Integrator] = [
-        SplittingIntegrator.from_table(t) for t in SPLITTING_TABLES.values()
+        SplittingIntegrator.from_tableau(t) for t in SPLITTING_TABLEAUS.values()
     ]
     methods += [
         CollocationIntegrator.from_tableau(BUTCHER_TABLEAUS[n])
         for n in ("implicit-midpoint", "gauss4", "gauss6")
     ]
-    methods += [TaoIntegrator.of_order(2), TaoIntegrator.of_order(4)]
+    methods += [TaoIntegrator.from_order(2), TaoIntegrator.from_order(4)]
     methods.append(ExplicitRKIntegrator.from_tableau(BUTCHER_TABLEAUS["rk4"]))
     methods += [
         TorchdiffeqIntegrator.for_solver(s)
@@ -65,14 +72,36 @@ ALIASES: dict[str, str] = {
 }
 
 
-def get_integrator(name: str | Integrator, **options: Any) -> Integrator:
-    """Look up an integrator by name, optionally with changed options.
+def _lookup(name: str) -> Integrator:
+    key = ALIASES.get(name, name)
+    if key in INTEGRATORS:
+        return INTEGRATORS[key]
+    if isinstance(key, str) and key.startswith(_TORCHDIFFEQ_PREFIX):
+        solver = key[len(_TORCHDIFFEQ_PREFIX) :]
+        if solver in TORCHDIFFEQ_SOLVERS:
+            return TorchdiffeqIntegrator.for_solver(solver)
+    raise unknown_name("integrator", str(name), method_names())
+
+
+def method_names() -> list[str]:
+    """Every name `get_integrator` accepts, sorted: registered, aliases, torchdiffeq solvers."""
+    names = {*INTEGRATORS, *ALIASES, *(_TORCHDIFFEQ_PREFIX + s for s in TORCHDIFFEQ_SOLVERS)}
+    return sorted(names)
+
+
+def get_integrator(
+    method: str | Integrator, field: object | None = None, **options: Any
+) -> Integrator:
+    """Resolve ``method`` to an `Integrator` once, at the boundary, and check it fits ``field``.
 
     Parameters
     ----------
-    name : str or Integrator
-        A key of `INTEGRATORS`, an alias in `ALIASES`, ``"torchdiffeq:<solver>"`` for any solver
-        in `TORCHDIFFEQ_SOLVERS`, or an `Integrator` instance (returned with ``options`` applied).
+    method : str or Integrator
+        A key of `INTEGRATORS`, an alias in `ALIASES`, ``"torchdiffeq:<solver>"`` for any
+        solver in `TORCHDIFFEQ_SOLVERS`, or an `Integrator` (returned with ``options``
+        applied).
+    field : HamiltonianField or VectorField, optional
+        When given, the method must apply to it (`check_applicable`).
     **options
         Method options, e.g. ``tol=1e-14, max_iter=50`` (implicit), ``omega=20`` (Tao),
         ``rtol``/``atol`` (adaptive torchdiffeq). Unknown options raise `ConfigError`.
@@ -85,18 +114,25 @@ def get_integrator(name: str | Integrator, **options: Any) -> Integrator:
     ------
     ConfigError
         Unknown name (the message lists the sorted valid names) or option.
+    IntegratorError
+        ``field`` is given and the method does not apply to it (the message lists those that
+        do).
     """
-    if isinstance(name, Integrator):
-        return name.with_options(**options)
-    key = ALIASES.get(name, name)
-    if key in INTEGRATORS:
-        return INTEGRATORS[key].with_options(**options)
-    if isinstance(key, str) and key.startswith(_TORCHDIFFEQ_PREFIX):
-        solver = key[len(_TORCHDIFFEQ_PREFIX) :]
-        if solver in TORCHDIFFEQ_SOLVERS:
-            return TorchdiffeqIntegrator.for_solver(solver).with_options(**options)
-    valid = [*INTEGRATORS, *ALIASES, *(_TORCHDIFFEQ_PREFIX + s for s in TORCHDIFFEQ_SOLVERS)]
-    raise unknown_name("integrator", str(name), sorted(set(valid)))
+    integrator = method if isinstance(method, Integrator) else _lookup(method)
+    integrator = integrator.with_options(**options)
+    if field is not None:
+        check_applicable(integrator, field)
+    return integrator
+
+
+def check_applicable(integrator: Integrator, field: object) -> None:
+    """Raise `IntegratorError` naming the registered methods that apply, if ``integrator`` does
+    not apply to ``field``."""
+    problem = integrator.mismatch(field)
+    if problem is not None:
+        raise IntegratorError(
+            f"{problem}; methods that apply: {', '.join(applicable_methods(field)) or 'none'}"
+        )
 
 
 def applicable_methods(field: object) -> list[str]:

@@ -106,16 +106,15 @@ def _rollout_steps(
     return torch.stack(qs, dim=-2), torch.stack(ps, dim=-2)
 
 
-def _rollout_bulk(
-    integ: Any, field: object, q0: Tensor, p0: Tensor, dt: float, n_last: int, every: int
+def _check_bulk(
+    integ: Integrator, field: object, q: Tensor, p: Tensor, dt: float, every: int
 ) -> tuple[Tensor, Tensor]:
-    """Integrators with ``integrate_saved`` (torchdiffeq) solve all saved times in one call."""
-    q, p = integ.integrate_saved(field, q0, p0, dt, n_last, every)
+    """Check states ``[n_saved, ..., dof]`` solved in one call; name the first bad step."""
     bad = ~(torch.isfinite(q) & torch.isfinite(p)).flatten(1).all(dim=1)
     if bool(bad.any()):
         i = int(bad.nonzero()[0])
         start = (i - 1) * every
-        stepper = integ.stepper(field, dt, q0)
+        stepper = integ.stepper(field, dt, q[0])
         step = _first_bad_step(stepper, stepper.init(q[i - 1], p[i - 1]), start, i * every)
         raise _nonfinite_error(integ.name, step, dt)
     return q.movedim(0, -2), p.movedim(0, -2)
@@ -146,7 +145,8 @@ def rollout(
     n_steps : int
         Number of steps (>= 0).
     method : str or Integrator
-        Name in `INTEGRATORS` (or alias, or ``"torchdiffeq:<solver>"``), or an instance.
+        Name in `INTEGRATORS` (or alias, or ``"torchdiffeq:<solver>"``), or an instance (the
+        form to pass when rolling out many times: it is then resolved only once).
     save_every : int
         Keep the state after every ``save_every``-th step. Steps after the last saved one
         (``n_steps % save_every`` of them) are not computed.
@@ -171,8 +171,7 @@ def rollout(
         The method does not apply to the field, an implicit solve failed (with the step), or the
         state became non-finite (with the first non-finite step).
     """
-    integ = get_integrator(method, **options)
-    integ.check_field(field)
+    integ = get_integrator(method, field, **options)
     _check_state(q0, p0)
     dt = check_dt(dt)
     n_steps = check_int("n_steps", n_steps, minimum=0)
@@ -180,7 +179,10 @@ def rollout(
     if not _finite(q0, p0):
         raise IntegratorError("rollout: initial state (step 0) is not finite")
     n_last = (n_steps // save_every) * save_every
-    run = _rollout_bulk if hasattr(integ, "integrate_saved") and n_last > 0 else _rollout_steps
-    q, p = run(integ, field, q0, p0, dt, n_last, save_every)
+    bulk = integ.integrate_saved(field, q0, p0, dt, n_last, save_every) if n_last > 0 else None
+    if bulk is not None:
+        q, p = _check_bulk(integ, field, *bulk, dt, save_every)
+    else:
+        q, p = _rollout_steps(integ, field, q0, p0, dt, n_last, save_every)
     t = torch.arange(0, n_last + 1, save_every, dtype=q0.dtype, device=q0.device) * dt
     return Trajectory(t=t, q=q, p=p, method=integ.name)

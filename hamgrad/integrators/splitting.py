@@ -1,4 +1,4 @@
-"""One generic kick–drift stepper that runs any `SplittingTable`.
+"""One generic kick–drift stepper that runs any `SplittingTableau`.
 
 For separable ``H = T(p) + V(q)`` the flows of ``T`` (drift ``q += a·dt·∂T/∂p``) and of ``V``
 (kick ``p -= b·dt·∂V/∂q``) are exact, and any composition of them is symplectic (Hairer,
@@ -10,29 +10,30 @@ method that ends and begins with a kick evaluates the force once per shared kick
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from hamgrad.integrators.base import Integrator, State
-from hamgrad.integrators.tableau import KICK, SplittingTable
+from hamgrad.integrators.base import Integrator, State, Stepper
+from hamgrad.integrators.tableau import KICK, SplittingTableau
 
 __all__ = ["SplittingIntegrator"]
 
 
-class _SplittingStepper:
+class _SplittingStepper(Stepper):
     """Runs precomputed ``(is_kick, alpha)`` updates; state is ``(q, p, force, velocity)``."""
 
     __slots__ = ("dH_dp", "dH_dq", "updates")
 
-    def __init__(self, table: SplittingTable, field: object, dt: float) -> None:
+    def __init__(self, tableau: SplittingTableau, field: object, dt: float) -> None:
         self.dH_dq = field.dH_dq  # type: ignore[attr-defined]
         self.dH_dp = field.dH_dp  # type: ignore[attr-defined]
         # alpha folds coefficient, dt and the kick's minus sign into one Python float, so each
         # update is a single fused `torch.add(x, v, alpha=...)` on any dtype or device.
         self.updates = tuple(
-            (kind == KICK, -c * dt if kind == KICK else c * dt) for kind, c in table.ops
+            (kind == KICK, -c * dt if kind == KICK else c * dt) for kind, c in tableau.ops
         )
 
     def init(self, q: Tensor, p: Tensor) -> State:
@@ -53,40 +54,45 @@ class _SplittingStepper:
                 force = None  # dH/dq depends on q, which just moved
         return (q, p, force, velocity)
 
-    def observe(self, state: State) -> tuple[Tensor, Tensor]:
-        return state[0], state[1]
-
 
 @dataclass(frozen=True)
 class SplittingIntegrator(Integrator):
     """Explicit symplectic splitting method for separable Hamiltonians.
 
-    Symplectic for every separable field; symmetric (time-reversible) when its table is a
-    palindrome. Use `from_table` to build one; the registered instances are listed in
+    Symplectic for every separable field; time-reversible when its tableau is a palindrome.
+    Use `from_tableau` to build one; the registered instances are listed in
     `hamgrad.integrators.INTEGRATORS`.
 
     Attributes
     ----------
-    table : SplittingTable
+    tableau : SplittingTableau
         The validated coefficients (with their citation).
     """
 
-    table: SplittingTable
+    tableau: SplittingTableau
 
     @classmethod
-    def from_table(cls, table: SplittingTable) -> SplittingIntegrator:
-        """Wrap a validated `SplittingTable` as an integrator."""
+    def from_tableau(cls, tableau: SplittingTableau) -> SplittingIntegrator:
+        """Wrap a validated `SplittingTableau` as an integrator."""
         return cls(
-            name=table.name,
-            order=table.order,
+            name=tableau.name,
+            order=tableau.order,
             symplectic=True,
-            reversible=table.symmetric,
+            reversible=tableau.reversible,
             requires_separable=True,
             requires_gradient=True,
-            force_evals_per_step=table.force_evals_per_step,
-            reference=table.reference,
-            table=table,
+            force_evals_per_step=tableau.force_evals_per_step,
+            reference=tableau.reference,
+            tableau=tableau,
         )
 
+    @classmethod
+    def from_table(cls, table: SplittingTableau) -> SplittingIntegrator:
+        """Deprecated name of `from_tableau` (kept for one release)."""
+        warnings.warn(
+            "from_table is deprecated; use from_tableau", DeprecationWarning, stacklevel=2
+        )
+        return cls.from_tableau(table)
+
     def stepper(self, field: object, dt: float, like: Tensor) -> _SplittingStepper:
-        return _SplittingStepper(self.table, field, dt)
+        return _SplittingStepper(self.tableau, field, dt)

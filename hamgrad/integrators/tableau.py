@@ -2,7 +2,7 @@
 
 Two kinds of table describe every method in `hamgrad.integrators`:
 
-- `SplittingTable`: a sequence of *drifts* ``q += a·dt·∂H/∂p`` and *kicks* ``p -= b·dt·∂H/∂q``
+- `SplittingTableau`: a sequence of *drifts* ``q += a·dt·∂H/∂p`` and *kicks* ``p -= b·dt·∂H/∂q``
   for separable ``H = T(p) + V(q)``. Consecutive operations of the same kind are merged when
   the table is built (there is nothing between them), zero coefficients are dropped, and the
   merged sequence is what the generic stepper runs.
@@ -21,13 +21,22 @@ splitting and composition (ch. II.5, V.3), symplectic Runge–Kutta condition (T
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from hamgrad.errors import ConfigError
 
-__all__ = ["DRIFT", "KICK", "ButcherTableau", "Op", "SplittingTable", "compose", "merge_ops"]
+__all__ = [
+    "DRIFT",
+    "KICK",
+    "ButcherTableau",
+    "Op",
+    "SplittingTableau",
+    "compose",
+    "merge_ops",
+]
 
 #: Kind of a splitting operation: position update (``"D"``) or momentum update (``"K"``).
 OpKind = Literal["D", "K"]
@@ -84,7 +93,7 @@ def _is_palindrome(ops: Sequence[Op]) -> bool:
 
 
 @dataclass(frozen=True)
-class SplittingTable:
+class SplittingTableau:
     """A kick–drift splitting method for separable Hamiltonians ``H = T(p) + V(q)``.
 
     Parameters
@@ -97,23 +106,23 @@ class SplittingTable:
         Operations in the order they are applied within one step: ``("D", a)`` is
         ``q ← q + a·dt·∂H/∂p(p)``, ``("K", b)`` is ``p ← p − b·dt·∂H/∂q(q)``. Stored merged
         (see `merge_ops`).
-    symmetric : bool
-        Whether the method is claimed self-adjoint (``Φ_{-dt} = Φ_dt^{-1}``), i.e. the merged
-        operation sequence is a palindrome.
+    reversible : bool
+        Whether the method is claimed time-reversible (self-adjoint, ``Φ_{-dt} = Φ_dt^{-1}``),
+        i.e. the merged operation sequence is a palindrome.
     reference : str
         Citation of the coefficients.
 
     Raises
     ------
     ConfigError
-        If the drift or kick coefficients do not each sum to one, or symmetry is claimed and the
-        sequence is not a palindrome.
+        If the drift or kick coefficients do not each sum to one, or reversibility is claimed
+        and the sequence is not a palindrome.
     """
 
     name: str
     order: int
     ops: tuple[Op, ...]
-    symmetric: bool
+    reversible: bool
     reference: str
 
     def __post_init__(self) -> None:
@@ -127,9 +136,9 @@ class SplittingTable:
                 )
         if any(k not in (DRIFT, KICK) for k, _ in self.ops):
             raise ConfigError(f"splitting table {self.name!r}: operation kinds must be 'D' or 'K'")
-        if self.symmetric and not _is_palindrome(self.ops):
+        if self.reversible and not _is_palindrome(self.ops):
             raise ConfigError(
-                f"splitting table {self.name!r} claims symmetry but its merged operations "
+                f"splitting table {self.name!r} claims reversibility but its merged operations "
                 f"{self.ops} are not a palindrome"
             )
 
@@ -218,3 +227,16 @@ class ButcherTableau:
         return max(
             abs(b[i] * A[i][j] + b[j] * A[j][i] - b[i] * b[j]) for i in range(s) for j in range(s)
         )
+
+
+def __getattr__(name: str) -> object:
+    # Deprecated names, kept for one release (0.2 renamed SplittingTable -> SplittingTableau).
+    if name == "SplittingTable":
+        warnings.warn(
+            "SplittingTable is deprecated; use SplittingTableau (field 'symmetric' is now "
+            "'reversible')",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return SplittingTableau
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,13 +27,14 @@ time performance", Phys. Rev. E 94 (2016) 043303.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from hamgrad.errors import check_finite
-from hamgrad.integrators.base import Integrator, State, check_dt, vector_field
+from hamgrad.errors import IntegratorError, check_finite
+from hamgrad.integrators.base import Integrator, State, Stepper, check_dt, derivative_fn
 from hamgrad.integrators.tableau import compose
 
 __all__ = ["TaoIntegrator"]
@@ -43,15 +44,15 @@ _STRANG = ((_A, 0.5), (_B, 0.5), (_C, 1.0), (_B, 0.5), (_A, 0.5))
 _TRIPLE_JUMP_W1 = 1.0 / (2.0 - 2.0 ** (1.0 / 3.0))
 
 
-class _TaoStepper:
+class _TaoStepper(Stepper):
     """State ``(q, p, x, y, f(q, y) or None)``; runs merged ``A/B/C`` flows.
 
-    ``f = (∂H/∂p, −∂H/∂q)`` comes from `vector_field`, so a model whose two halves share one
+    ``f = (∂H/∂p, −∂H/∂q)`` comes from `derivative_fn`, so a model whose two halves share one
     network evaluation pays for one per flow, not two.
     """
 
     def __init__(self, method: TaoIntegrator, field: object, dt: float) -> None:
-        self.f = vector_field(field)
+        self.f = derivative_fn(field)
         self.flows = []
         for kind, c in method.ops:
             delta = c * dt
@@ -87,9 +88,6 @@ class _TaoStepper:
                 p, y = 0.5 * (sp + dp), 0.5 * (sp - dp)
         return (q, p, x, y, f_qy)
 
-    def observe(self, state: State) -> tuple[Tensor, Tensor]:
-        return state[0], state[1]
-
 
 @dataclass(frozen=True)
 class TaoIntegrator(Integrator):
@@ -114,6 +112,12 @@ class TaoIntegrator(Integrator):
 
     @classmethod
     def of_order(cls, order: int) -> TaoIntegrator:
+        """Deprecated name of `from_order` (kept for one release)."""
+        warnings.warn("of_order is deprecated; use from_order", DeprecationWarning, stacklevel=2)
+        return cls.from_order(order)
+
+    @classmethod
+    def from_order(cls, order: int) -> TaoIntegrator:
         """Tao's order-2 Strang step, or its order-4 triple-jump composition."""
         weights = {2: [1.0], 4: [_TRIPLE_JUMP_W1, 1.0 - 2.0 * _TRIPLE_JUMP_W1, _TRIPLE_JUMP_W1]}
         ops = compose(_STRANG, weights[order])
@@ -142,5 +146,7 @@ class TaoIntegrator(Integrator):
         This map is symplectic for the doubled structure ``dq∧dp + dx∧dy`` and symmetric;
         all shapes ``[..., dof]``.
         """
-        self.check_field(field)
+        problem = self.mismatch(field)
+        if problem is not None:
+            raise IntegratorError(problem)
         return _TaoStepper(self, field, check_dt(dt)).advance((q, p, x, y, None))[:4]

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from hamgrad.errors import CheckpointError, unknown_name
-from hamgrad.models.base import HamiltonianModel, LearnedModel
+from hamgrad.models.base import HamiltonianModel, LearnedModel, NetHamiltonian
 from hamgrad.models.baselines import HNN, NeuralODE
 from hamgrad.models.gradnet_hamiltonian import GradNetHamiltonian, SeparableGradNetHamiltonian
 from hamgrad.models.normalization import Normalizer, phase_statistics
@@ -30,6 +30,7 @@ __all__ = [
     "GradNetHamiltonian",
     "HamiltonianModel",
     "LearnedModel",
+    "NetHamiltonian",
     "NeuralODE",
     "Normalizer",
     "SeparableGradNetHamiltonian",
@@ -43,8 +44,9 @@ MODELS: dict[str, type[LearnedModel]] = {
 }
 
 
-def get_model(name: str, dof: int, generator: torch.Generator | None = None,
-              **hparams: Any) -> LearnedModel:
+def get_model(
+    name: str, dof: int, generator: torch.Generator | None = None, **hparams: Any
+) -> LearnedModel:
     """Build registered model ``name`` for ``dof`` position coordinates.
 
     ``generator`` draws the initial weights; ``hparams`` are the model's hyperparameters.
@@ -69,9 +71,18 @@ def model_from_config(config: Mapping[str, Any]) -> LearnedModel:
     """
     missing = [k for k in ("name", "dof", "hparams") if k not in config]
     if missing:
-        raise CheckpointError(f"model config lacks field {missing[0]!r}; expected name, dof, "
-                              f"hparams, got keys {sorted(config)}")
+        raise CheckpointError(
+            f"model config lacks field {missing[0]!r}; expected name, dof, "
+            f"hparams, got keys {sorted(config)}"
+        )
     if config["name"] not in MODELS:
-        raise CheckpointError(f"checkpoint names unknown model {config['name']!r}; expected one "
-                              f"of: {', '.join(sorted(MODELS))}")
-    return get_model(config["name"], int(config["dof"]), **dict(config["hparams"]))
+        raise CheckpointError(
+            f"checkpoint names unknown model {config['name']!r}; expected one "
+            f"of: {', '.join(sorted(MODELS))}"
+        )
+    hparams = dict(config["hparams"])
+    if config["name"] == "hnn" and hparams.get("net") == "scalar-grad":
+        # Version 0.1 recorded HNN's fixed net as a (dead) hyperparameter; its checkpoints
+        # still load. Dropped in 0.3.
+        del hparams["net"]
+    return get_model(config["name"], int(config["dof"]), **hparams)

@@ -3,57 +3,56 @@
 A model is a ``torch.nn.Module`` built from ``(dof, **hparams)`` where every hyperparameter is a
 JSON value, so ``model.config()`` plus the ``state_dict`` (which also holds the normalisation
 buffers) rebuild it exactly: see `hamgrad.models.model_from_config`.
+
+The classes here are abstract; the registered models (`hamgrad.models.MODELS`) are final.
 """
 
 from __future__ import annotations
 
-import inspect
+import warnings
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from hamgrad.errors import ConfigError, HamgradError, check_int, unknown_name
+from hamgrad.data import Split
+from hamgrad.errors import ConfigError, check_int, unknown_name
+from hamgrad.integrators import Integrator, get_integrator
 from hamgrad.models.normalization import Normalizer, phase_statistics
+from hamgrad.nets import NETS, FieldNet, get_net, potential
 
-__all__ = ["HamiltonianModel", "LearnedModel", "build_net", "no_energy"]
-
-# Constructor keyword that sets a net's depth: cascades count layers, modular nets count modules.
-_DEPTH_KEYWORDS = ("layers", "modules")
+__all__ = ["HamiltonianModel", "LearnedModel", "NetHamiltonian", "build_net"]
 
 
-def build_net(name: str, dim: int, hidden: int, depth: int, activation: str | None,
-              allowed: tuple[str, ...], generator: torch.Generator | None = None) -> nn.Module:
+def build_net(
+    name: str,
+    dim: int,
+    hidden: int,
+    depth: int,
+    activation: str | None,
+    allowed: tuple[str, ...],
+    generator: torch.Generator | None = None,
+) -> FieldNet:
     """Build ``hamgrad.nets`` network ``name`` mapping ``[..., dim] -> [..., dim]``.
 
-    ``depth`` goes to whichever of ``layers`` / ``modules`` the constructor takes, so one
-    hyperparameter serves cascade and modular nets alike; ``activation=None`` keeps the net's
-    own default. ``allowed`` restricts the names a model accepts (a non-gradient MLP inside a
-    "Hamiltonian" model would silently break the structure). ``generator`` draws the initial
-    weights.
+    ``activation=None`` keeps the net's own default. ``allowed`` restricts the names a model
+    accepts (a non-gradient MLP inside a "Hamiltonian" model would silently break the
+    structure). ``generator`` draws the initial weights.
     """
-    from hamgrad.nets import NETS, get_net
-
     if name not in allowed or name not in NETS:
         raise unknown_name("net", name, [n for n in allowed if n in NETS])
-    params = inspect.signature(NETS[name]).parameters
-    kwargs: dict[str, Any] = {"dim": dim, "hidden": hidden, "generator": generator}
-    depth_kw = next((k for k in _DEPTH_KEYWORDS if k in params), None)
-    if depth_kw is not None:
-        kwargs[depth_kw] = depth
-    if activation is not None:
-        kwargs["activation"] = activation
-    return get_net(name, **kwargs)
+    kwargs: dict[str, Any] = {} if activation is None else {"activation": activation}
+    return get_net(name, dim=dim, hidden=hidden, depth=depth, generator=generator, **kwargs)
 
 
-class LearnedModel(nn.Module):
+class LearnedModel(nn.Module, ABC):
     """Base of the models in `hamgrad.models.MODELS`.
 
     Subclasses set ``name``, ``defaults`` (every hyperparameter and its default, JSON values),
     ``default_integrator`` (long rollouts: evaluation), ``train_integrator`` (the short
     differentiable unrolls of the ``rollout:K`` loss, where a cheap explicit method is enough)
-    and implement `time_derivative` and `energy`.
+    and implement `time_derivative`.
 
     Parameters
     ----------
@@ -64,69 +63,99 @@ class LearnedModel(nn.Module):
         hyperparameter: a rebuilt model gets its weights from the checkpoint).
     **hparams
         Hyperparameters; names outside ``defaults`` raise `ConfigError`.
+
+    Attributes
+    ----------
+    is_hamiltonian : bool
+        True when the model is a `hamgrad.HamiltonianField` with a learned energy
+        (`HamiltonianModel`); False for a plain vector field (the NeuralODE baseline).
     """
 
     name: ClassVar[str]
     defaults: ClassVar[dict[str, Any]]
     default_integrator: ClassVar[str]
     train_integrator: ClassVar[str] = "rk4"
-    #: True when the model is a HamiltonianField (has dH_dq / dH_dp and a learned energy).
-    hamiltonian: ClassVar[bool] = True
+    is_hamiltonian: ClassVar[bool] = False
 
-    def __init__(self, dof: int, generator: torch.Generator | None = None,
-                 **hparams: Any) -> None:
+    def __init__(self, dof: int, generator: torch.Generator | None = None, **hparams: Any) -> None:
         super().__init__()
         self.dof = check_int("dof", dof)
         unknown = sorted(set(hparams) - set(self.defaults))
         if unknown:
-            raise ConfigError(f"model {self.name!r} got unknown hyperparameter {unknown[0]!r}; "
-                              f"expected some of: {', '.join(sorted(self.defaults))}")
+            raise ConfigError(
+                f"model {self.name!r} got unknown hyperparameter {unknown[0]!r}; "
+                f"expected some of: {', '.join(sorted(self.defaults))}"
+            )
         self.hparams: dict[str, Any] = {**self.defaults, **hparams}
-        if "hidden" in self.hparams:
-            check_int(f"{self.name} hidden", self.hparams["hidden"])
-        if "depth" in self.hparams:
-            check_int(f"{self.name} depth", self.hparams["depth"])
+        for key in ("hidden", "depth"):
+            if key in self.hparams:
+                check_int(f"{self.name} {key}", self.hparams[key])
         self.normalizer = Normalizer(self.dof)
 
     def config(self) -> dict[str, Any]:
         """JSON-serialisable description that, with the ``state_dict``, rebuilds the model."""
         return {"name": self.name, "dof": self.dof, "hparams": dict(self.hparams)}
 
-    def fit_normalization(self, q: np.ndarray, p: np.ndarray, dt: float,
-                          dq_dt: np.ndarray | None = None,
-                          dp_dt: np.ndarray | None = None) -> None:
-        """Set normalisation from training trajectories ``[n_traj, n_t, dof]`` if enabled.
+    def fit_normalization(self, split: Split, dt: float) -> None:
+        """Set normalisation from a training split (trajectories ``[n_traj, n_t, dof]``).
 
         With ``normalize=False`` the model keeps the identity map (statistics ignored).
         """
         if not self.hparams.get("normalize", False):
             return
-        mean, scale, energy_scale = phase_statistics(q, p, dt, dq_dt, dp_dt)
-        self.normalizer.set_statistics(torch.from_numpy(mean), torch.from_numpy(scale),
-                                       energy_scale)
+        mean, scale, energy_scale = phase_statistics(split.q, split.p, dt, split.dq_dt, split.dp_dt)
+        self.normalizer.set_statistics(
+            torch.from_numpy(mean), torch.from_numpy(scale), energy_scale
+        )
 
+    def integrator(
+        self, method: str | Integrator | None = None, *, training: bool = False, **options: Any
+    ) -> Integrator:
+        """Resolve the integrator that rolls this model out, checked to apply to it.
+
+        Parameters
+        ----------
+        method : str or Integrator, optional
+            The method; default ``train_integrator`` when ``training`` (short differentiable
+            unrolls: explicit methods cost a fraction of an implicit solve) else
+            ``default_integrator`` (long rollouts, where symplecticity matters).
+        **options
+            Method options (``omega``, ``tol``, ...), see `hamgrad.integrators.get_integrator`.
+
+        Raises
+        ------
+        ConfigError
+            Unknown method name or option.
+        IntegratorError
+            The method does not apply to the model (the message lists those that do).
+        """
+        if method is None:
+            method = self.train_integrator if training else self.default_integrator
+        return get_integrator(method, self, **options)
+
+    @abstractmethod
     def time_derivative(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
         """``(dq/dt, dp/dt)`` at ``(q, p)``; shapes ``[..., dof]``."""
-        raise NotImplementedError
-
-    def energy(self, q: Tensor, p: Tensor) -> Tensor:
-        """Learned energy ``H(q, p)`` up to an additive constant; shape ``[...]``."""
-        raise NotImplementedError
 
 
 class HamiltonianModel(LearnedModel):
-    """A learned model that is a `hamgrad.HamiltonianField`.
+    """A learned model that is a `hamgrad.HamiltonianField` (abstract).
 
     Subclasses implement `grad_H`, which returns both halves of ∇H from one network
-    evaluation (what training and `time_derivative` use); `dH_dq` / `dH_dp` are the protocol's
-    halves for the integrators.
+    evaluation (what training and `time_derivative` use), and `hamiltonian`; `dH_dq` /
+    `dH_dp` are the protocol's halves for the integrators.
     """
 
-    separable: bool = False
+    separable: ClassVar[bool] = False
+    is_hamiltonian: ClassVar[bool] = True
 
+    @abstractmethod
     def grad_H(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
         """``(∂H/∂q, ∂H/∂p)`` at ``(q, p)``, shapes ``[..., dof]``."""
-        raise NotImplementedError
+
+    @abstractmethod
+    def hamiltonian(self, q: Tensor, p: Tensor) -> Tensor:
+        """Learned energy ``H(q, p)`` up to an additive constant; shape ``[...]``."""
 
     def dH_dq(self, q: Tensor, p: Tensor) -> Tensor:
         """∂H/∂q, shape ``[..., dof]``."""
@@ -141,8 +170,40 @@ class HamiltonianModel(LearnedModel):
         dq, dp = self.grad_H(q, p)
         return dp, -dq
 
+    def energy(self, q: Tensor, p: Tensor) -> Tensor:
+        """Deprecated name of `hamiltonian` (kept for one release)."""
+        warnings.warn("energy() is deprecated; use hamiltonian()", DeprecationWarning, stacklevel=2)
+        return self.hamiltonian(q, p)
 
-def no_energy(model: LearnedModel) -> HamgradError:
-    """Error for asking a non-Hamiltonian model for its energy."""
-    return ConfigError(f"model {model.name!r} is not Hamiltonian and has no learned energy; "
-                       "expected a Hamiltonian model (gradnet, separable-gradnet, hnn)")
+
+class NetHamiltonian(HamiltonianModel):
+    """``∇H(x) = (c / σ) ⊙ g((x − μ) / σ)`` for one gradient field ``g`` on ``x = (q, p)``
+    (abstract).
+
+    The normalisation (`hamgrad.models.normalization`) keeps the field exactly Hamiltonian;
+    ``H = c · F(z)`` with ``F`` the net's potential. Subclasses choose which nets ``g`` may be
+    (``allowed_nets``); a ``net`` hyperparameter selects among them when there is a choice.
+    Non-separable, so it is rolled out with implicit (midpoint, Gauss) or Tao methods.
+    """
+
+    allowed_nets: ClassVar[tuple[str, ...]]
+    # Order 4 (symplectic, symmetric): at the data's dt the order-2 midpoint rule's own error
+    # hides the model's (pendulum, dt = 0.1: valid time 8 vs 80 with the same trained model).
+    default_integrator = "gauss4"
+
+    def __init__(self, dof: int, generator: torch.Generator | None = None, **hparams: Any) -> None:
+        super().__init__(dof, generator, **hparams)
+        h = self.hparams
+        net = h.get("net", self.allowed_nets[0])
+        self.net = build_net(
+            net, 2 * dof, h["hidden"], h["depth"], h["activation"], self.allowed_nets, generator
+        )
+
+    def grad_H(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+        """``(∂H/∂q, ∂H/∂p)`` from one network evaluation; shapes ``[..., dof]``."""
+        g = self.net(self.normalizer.encode(q, p)) * self.normalizer.gradient_factor()
+        return g[..., : self.dof], g[..., self.dof :]
+
+    def hamiltonian(self, q: Tensor, p: Tensor) -> Tensor:
+        """``c · (F(z) − F(0))`` with ``F`` the net's potential; shape ``[...]``."""
+        return self.normalizer.energy_scale * potential(self.net, self.normalizer.encode(q, p))

@@ -13,22 +13,24 @@ isolates the network structure.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, final
 
 import torch
 from torch import Tensor
 
-from hamgrad.models.base import LearnedModel, build_net, no_energy
-from hamgrad.models.gradnet_hamiltonian import GradNetHamiltonian
+from hamgrad.errors import ConfigError
+from hamgrad.models.base import LearnedModel, NetHamiltonian, build_net
 
 __all__ = ["HNN", "NeuralODE"]
 
 
-class HNN(GradNetHamiltonian):
-    """Hamiltonian neural network: ``∇H`` is the autograd gradient of a scalar MLP ``c * F(z)``.
+@final
+class HNN(NetHamiltonian):
+    """Hamiltonian neural network: ``∇H`` is the autograd gradient of a scalar MLP ``c · F(z)``.
 
     The field is `hamgrad.nets.ScalarGradient`, whose gradient keeps its graph, so a loss on it
-    trains by double backprop (and it also works under ``torch.no_grad``).
+    trains by double backprop (and it also works under ``torch.no_grad``). Its `hamiltonian` is
+    the scalar network itself (no quadrature).
 
     Parameters
     ----------
@@ -43,19 +45,20 @@ class HNN(GradNetHamiltonian):
     """
 
     name = "hnn"
-    defaults: ClassVar[dict] = {"hidden": 64, "depth": 3, "activation": None, "normalize": True,
-                                "net": "scalar-grad"}
+    defaults: ClassVar[dict[str, Any]] = {
+        "hidden": 64,
+        "depth": 3,
+        "activation": None,
+        "normalize": True,
+    }
     allowed_nets: ClassVar[tuple[str, ...]] = ("scalar-grad",)
 
-    def energy(self, q: Tensor, p: Tensor) -> Tensor:
-        """The scalar network itself, ``c * F(z)``; shape ``[...]``."""
-        return self.normalizer.energy_scale * self.net.scalar(self.normalizer.encode(q, p))
 
-
+@final
 class NeuralODE(LearnedModel):
     """Unconstrained MLP vector field, scaled like a Hamiltonian model's.
 
-    ``(dq/dt, dp/dt) = ((c/sigma_p) ⊙ m_p(z), -(c/sigma_q) ⊙ m_q(z))`` with ``m`` an MLP on the
+    ``(dq/dt, dp/dt) = ((c/σ_p) ⊙ m_p(z), −(c/σ_q) ⊙ m_q(z))`` with ``m`` an MLP on the
     normalised state: the same units as `GradNetHamiltonian`, without the gradient structure.
 
     Parameters
@@ -67,22 +70,29 @@ class NeuralODE(LearnedModel):
     """
 
     name = "neural-ode"
-    defaults: ClassVar[dict] = {"hidden": 64, "depth": 3, "activation": None, "normalize": True}
+    defaults: ClassVar[dict[str, Any]] = {
+        "hidden": 64,
+        "depth": 3,
+        "activation": None,
+        "normalize": True,
+    }
     default_integrator = "rk4"
-    hamiltonian = False
 
-    def __init__(self, dof: int, generator: torch.Generator | None = None,
-                 **hparams: Any) -> None:
+    def __init__(self, dof: int, generator: torch.Generator | None = None, **hparams: Any) -> None:
         super().__init__(dof, generator, **hparams)
         h = self.hparams
-        self.net = build_net("mlp", 2 * dof, h["hidden"], h["depth"], h["activation"], ("mlp",),
-                             generator)
+        self.net = build_net(
+            "mlp", 2 * dof, h["hidden"], h["depth"], h["activation"], ("mlp",), generator
+        )
 
     def time_derivative(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
         """``(dq/dt, dp/dt)``, shapes ``[..., dof]``."""
         m = self.net(self.normalizer.encode(q, p)) * self.normalizer.gradient_factor()
         return m[..., self.dof :], -m[..., : self.dof]
 
-    def energy(self, q: Tensor, p: Tensor) -> Tensor:
+    def hamiltonian(self, q: Tensor, p: Tensor) -> Tensor:
         """Always raises: a NeuralODE learns no Hamiltonian."""
-        raise no_energy(self)
+        raise ConfigError(
+            f"model {self.name!r} is not Hamiltonian and has no learned energy; expected a "
+            "Hamiltonian model (gradnet, separable-gradnet, hnn)"
+        )

@@ -11,14 +11,15 @@ S. Chaudhari, S. Pranav, J. M. F. Moura, "Gradient Networks", IEEE Trans. Signal
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, final
 
 import torch
 from torch import Tensor
 
-from hamgrad.models.base import HamiltonianModel, build_net
+from hamgrad.models.base import HamiltonianModel, NetHamiltonian, build_net
+from hamgrad.nets import NETS, potential
 
-__all__ = ["GRADNETS", "GradNetHamiltonian", "SeparableGradNetHamiltonian"]
+__all__ = ["GRADNETS", "GradNetHamiltonian", "SeparableGradNetHamiltonian", "monotone_gradnets"]
 
 #: The gradient networks of the paper (weight-tied, no autograd inside): the nets a GradNet
 #: model accepts. Autograd-based gradients (``scalar-grad``, ``icnn-grad``) would reintroduce
@@ -28,24 +29,15 @@ GRADNETS = ("gradnet-c", "gradnet-m", "mgradnet-c", "mgradnet-m")
 
 def monotone_gradnets() -> tuple[str, ...]:
     """The entries of `GRADNETS` whose class declares ``monotone`` (gradients of convex F)."""
-    from hamgrad.nets import NETS
-
-    return tuple(n for n in GRADNETS if n in NETS and NETS[n].monotone)
+    return tuple(n for n in GRADNETS if NETS[n].monotone)
 
 
-def net_potential(net: torch.nn.Module, z: Tensor) -> Tensor:
-    """Scalar potential ``F(z) - F(0)`` of gradient net ``net``: ``[..., d] -> [...]``."""
-    from hamgrad.nets import potential
+@final
+class GradNetHamiltonian(NetHamiltonian):
+    """``∇H(x) = (c / σ) ⊙ g((x − μ) / σ)``, ``g`` a gradient network, ``x = (q, p)``.
 
-    return potential(net, z)
-
-
-class GradNetHamiltonian(HamiltonianModel):
-    """``∇H(x) = (c / sigma) ⊙ g((x - mu) / sigma)``, ``g`` a gradient network, ``x = (q, p)``.
-
-    Non-separable, so it is rolled out with implicit (midpoint, Gauss) or Tao methods; its
-    Jacobian ``∂(∇H)/∂x`` is symmetric, so the vector field is exactly ``J · S`` with ``S``
-    symmetric.
+    Its Jacobian ``∂(∇H)/∂x`` is symmetric, so the vector field is exactly ``J · S`` with ``S``
+    symmetric. Rolled out with Gauss–Legendre 4 by default (see `NetHamiltonian`).
 
     Parameters
     ----------
@@ -54,7 +46,7 @@ class GradNetHamiltonian(HamiltonianModel):
     net : str
         One of `GRADNETS` (default ``gradnet-c``; Hamiltonians are rarely convex).
     hidden, depth : int
-        Width and number of layers (cascade) or modules (modular).
+        Width and depth (layers of a cascade, modules of a modular net).
     activation : str or None
         Passed to the net; ``None`` keeps its default learnable activation.
     normalize : bool
@@ -63,31 +55,17 @@ class GradNetHamiltonian(HamiltonianModel):
     """
 
     name = "gradnet"
-    defaults: ClassVar[dict] = {"net": "gradnet-c", "hidden": 64, "depth": 4,
-                                "activation": None, "normalize": True}
-    # Order 4 (symplectic, symmetric): at the data's dt the order-2 midpoint rule's own error
-    # hides the model's (pendulum, dt = 0.1: valid time 8 vs 80 with the same trained model).
-    default_integrator = "gauss4"
-    separable = False
+    defaults: ClassVar[dict[str, Any]] = {
+        "net": "gradnet-c",
+        "hidden": 64,
+        "depth": 4,
+        "activation": None,
+        "normalize": True,
+    }
     allowed_nets: ClassVar[tuple[str, ...]] = GRADNETS
 
-    def __init__(self, dof: int, generator: torch.Generator | None = None,
-                 **hparams: Any) -> None:
-        super().__init__(dof, generator, **hparams)
-        h = self.hparams
-        self.net = build_net(h["net"], 2 * dof, h["hidden"], h["depth"], h["activation"],
-                             self.allowed_nets, generator)
 
-    def grad_H(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
-        """``(∂H/∂q, ∂H/∂p)`` from one network evaluation; shapes ``[..., dof]``."""
-        g = self.net(self.normalizer.encode(q, p)) * self.normalizer.gradient_factor()
-        return g[..., : self.dof], g[..., self.dof :]
-
-    def energy(self, q: Tensor, p: Tensor) -> Tensor:
-        """``c * F(z)`` with ``F`` the net's line-integral potential (``F(0) = 0``); ``[...]``."""
-        return self.normalizer.energy_scale * net_potential(self.net, self.normalizer.encode(q, p))
-
-
+@final
 class SeparableGradNetHamiltonian(HamiltonianModel):
     """``H = V(q) + T(p)``: ``∂H/∂q`` a GradNet of ``q``, ``∂H/∂p`` an mGradNet of ``p``.
 
@@ -109,20 +87,33 @@ class SeparableGradNetHamiltonian(HamiltonianModel):
     """
 
     name = "separable-gradnet"
-    defaults: ClassVar[dict] = {"potential_net": "gradnet-c", "kinetic_net": "mgradnet-m",
-                                "hidden": 64, "depth": 4, "activation": None, "normalize": True}
+    defaults: ClassVar[dict[str, Any]] = {
+        "potential_net": "gradnet-c",
+        "kinetic_net": "mgradnet-m",
+        "hidden": 64,
+        "depth": 4,
+        "activation": None,
+        "normalize": True,
+    }
     default_integrator = "yoshida4"
     train_integrator = "leapfrog"
     separable = True
 
-    def __init__(self, dof: int, generator: torch.Generator | None = None,
-                 **hparams: Any) -> None:
+    def __init__(self, dof: int, generator: torch.Generator | None = None, **hparams: Any) -> None:
         super().__init__(dof, generator, **hparams)
         h = self.hparams
-        self.potential_net = build_net(h["potential_net"], dof, h["hidden"], h["depth"],
-                                       h["activation"], GRADNETS, generator)
-        self.kinetic_net = build_net(h["kinetic_net"], dof, h["hidden"], h["depth"],
-                                     h["activation"], monotone_gradnets(), generator)
+        self.potential_net = build_net(
+            h["potential_net"], dof, h["hidden"], h["depth"], h["activation"], GRADNETS, generator
+        )
+        self.kinetic_net = build_net(
+            h["kinetic_net"],
+            dof,
+            h["hidden"],
+            h["depth"],
+            h["activation"],
+            monotone_gradnets(),
+            generator,
+        )
 
     def dH_dq(self, q: Tensor, p: Tensor) -> Tensor:
         """∇V(q), shape ``[..., dof]``; does not read ``p``."""
@@ -138,8 +129,10 @@ class SeparableGradNetHamiltonian(HamiltonianModel):
         """``(∇V(q), ∇T(p))``, shapes ``[..., dof]``."""
         return self.dH_dq(q, p), self.dH_dp(q, p)
 
-    def energy(self, q: Tensor, p: Tensor) -> Tensor:
-        """``c * (V(xi) + T(eta))`` from the two line-integral potentials; shape ``[...]``."""
+    def hamiltonian(self, q: Tensor, p: Tensor) -> Tensor:
+        """``c · (V(ξ) + T(η))`` from the two nets' potentials; shape ``[...]``."""
         n = self.normalizer
-        return n.energy_scale * (net_potential(self.potential_net, n.encode_q(q))
-                                 + net_potential(self.kinetic_net, n.encode_p(p)))
+        return n.energy_scale * (
+            potential(self.potential_net, n.encode_q(q))
+            + potential(self.kinetic_net, n.encode_p(p))
+        )

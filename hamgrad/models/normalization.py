@@ -78,8 +78,9 @@ class Normalizer(nn.Module):
         return self.energy_scale / self.scale
 
 
-def _derivative_rms(q: np.ndarray, p: np.ndarray, dt: float,
-                    dq_dt: np.ndarray | None, dp_dt: np.ndarray | None) -> np.ndarray:
+def _derivative_rms(
+    q: np.ndarray, p: np.ndarray, dt: float, dq_dt: np.ndarray | None, dp_dt: np.ndarray | None
+) -> np.ndarray:
     """RMS of ``(dq/dt, dp/dt)`` per coordinate, ``[2*dof]``.
 
     Uses the stored derivatives when present, else central differences along time of the
@@ -95,9 +96,13 @@ def _derivative_rms(q: np.ndarray, p: np.ndarray, dt: float,
     return np.sqrt(np.mean(deriv.reshape(-1, deriv.shape[-1]) ** 2, axis=0))
 
 
-def phase_statistics(q: np.ndarray, p: np.ndarray, dt: float,
-                     dq_dt: np.ndarray | None = None,
-                     dp_dt: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+def phase_statistics(
+    q: np.ndarray,
+    p: np.ndarray,
+    dt: float,
+    dq_dt: np.ndarray | None = None,
+    dp_dt: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Training-set statistics for a `Normalizer`.
 
     Parameters

@@ -5,6 +5,7 @@ arXiv:2404.07361), baselines (unconstrained MLP, scalar-MLP gradient, ICNN gradi
 scalar potential of any gradient net, and the registry `NETS`.
 """
 
+from hamgrad.nets._base import FieldNet
 from hamgrad.nets.activations import ACTIVATIONS, get_activation
 from hamgrad.nets.baselines import ICNNGradient, MLPField, ScalarGradient
 from hamgrad.nets.gradnet import GradNetC, GradNetM, MGradNetC, MGradNetM
@@ -14,6 +15,7 @@ from hamgrad.nets.registry import NETS, count_parameters, get_net, hidden_for_bu
 __all__ = [
     "ACTIVATIONS",
     "NETS",
+    "FieldNet",
     "GradNetC",
     "GradNetM",
     "ICNNGradient",

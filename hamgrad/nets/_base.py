@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+from abc import ABC, abstractmethod
 from typing import ClassVar
 
 import torch
@@ -9,7 +11,7 @@ from torch import Tensor, nn
 
 from hamgrad.errors import HamgradError, check_finite, check_int
 
-__all__ = ["FieldNet", "uniform_"]
+__all__ = ["FieldNet", "resolve_depth", "uniform_"]
 
 
 def uniform_(shape: tuple[int, ...], bound: float, generator: torch.Generator | None) -> Tensor:
@@ -17,16 +19,34 @@ def uniform_(shape: tuple[int, ...], bound: float, generator: torch.Generator | 
     return torch.empty(shape).uniform_(-bound, bound, generator=generator)
 
 
-class FieldNet(nn.Module):
+def resolve_depth(depth: int, **legacy: int | None) -> int:
+    """``depth``, unless a deprecated per-family keyword (``layers=``, ``modules=``) is given.
+
+    Every net takes one depth keyword, ``depth`` (layers of a cascade or an MLP, modules of a
+    modular net). The old keywords still work for one release, with a `DeprecationWarning`.
+    """
+    for name, value in legacy.items():
+        if value is not None:
+            warnings.warn(f"{name}= is deprecated; use depth=", DeprecationWarning, stacklevel=3)
+            return value
+    return depth
+
+
+class FieldNet(nn.Module, ABC):
     """A network ``f: R^dim -> R^dim`` applied over any leading batch shape.
 
     Subclasses set the class attributes and implement ``_field(x)`` for ``x`` of shape
-    ``[..., dim]``; `forward` checks the input first.
+    ``[..., dim]``; `forward` checks the input first. Every net is sized by the same three
+    numbers, declared here once.
 
     Attributes
     ----------
     dim : int
         Input and output width.
+    hidden : int
+        Width of the hidden units (ridge units, modules' width, MLP width).
+    depth : int
+        Layers of a cascade or an MLP, modules of a modular net.
     monotone : bool
         The Jacobian is symmetric positive semidefinite everywhere (f = ∇F with F convex).
     is_gradient : bool
@@ -36,10 +56,11 @@ class FieldNet(nn.Module):
     monotone: ClassVar[bool] = False
     is_gradient: ClassVar[bool] = True
 
-    def __init__(self, dim: int, hidden: int) -> None:
+    def __init__(self, dim: int, hidden: int, depth: int) -> None:
         super().__init__()
         self.dim = check_int("dim", dim)
         self.hidden = check_int("hidden", hidden)
+        self.depth = check_int("depth", depth)
 
     @staticmethod
     def _check_scale(name: str, value: float) -> float:
@@ -61,5 +82,6 @@ class FieldNet(nn.Module):
         self._check_input(x)
         return self._field(x)
 
-    def _field(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _field(self, x: Tensor) -> Tensor:
+        """The field at ``x`` ``[..., dim]`` (input already checked)."""

@@ -44,6 +44,7 @@ __all__ = [
 def _identity(z: Tensor) -> Tensor:
     return z
 
+
 class Elementwise(nn.Module):
     """A fixed element-wise activation ``σ(z)`` applied to ``[..., width]`` (no parameters)."""
 
@@ -59,6 +60,7 @@ class Elementwise(nn.Module):
     def extra_repr(self) -> str:
         return self.name
 
+
 class VectorSoftmax(nn.Module):
     """Softmax over the last axis: ∇ logsumexp, a monotone vector gradient map."""
 
@@ -66,9 +68,11 @@ class VectorSoftmax(nn.Module):
         """Return ``softmax(z)`` over the last axis of ``z`` ``[..., width]``."""
         return torch.softmax(z, dim=-1)
 
+
 def _positive_or_free(raw: Tensor, monotone: bool) -> Tensor:
     # Non-negativity by softplus, not clamping: clamping zeroes the gradient and gets stuck.
     return F.softplus(raw) if monotone else raw
+
 
 class TanhMix(nn.Module):
     """Learnable per-unit tanh mix ``a·tanh z ± b·(z − tanh z)`` (2·width parameters).
@@ -101,6 +105,7 @@ class TanhMix(nn.Module):
         # tanh and two full-size ops instead of five (this sits in every training step).
         return torch.addcmul(slope * z, a - slope, torch.tanh(z))
 
+
 class SoftmaxMix(nn.Module):
     """Learnable ``a·softmax(z) − b·softmin(z)`` over the last axis (2 scalar parameters).
 
@@ -120,6 +125,7 @@ class SoftmaxMix(nn.Module):
         a = _positive_or_free(self.a, self.monotone)
         b = _positive_or_free(self.b, self.monotone)
         return a * torch.softmax(z, dim=-1) - b * torch.softmax(-z, dim=-1)
+
 
 @dataclass(frozen=True)
 class ActivationSpec:
@@ -146,8 +152,10 @@ class ActivationSpec:
     convex: bool = False
     learnable: bool = False
 
+
 def _fixed(name: str, fn: Callable[[Tensor], Tensor]) -> Callable[[int, bool], nn.Module]:
     return lambda width, monotone: Elementwise(name, fn)
+
 
 ACTIVATIONS: dict[str, ActivationSpec] = {
     "tanh-mix": ActivationSpec(TanhMix, monotone=True, elementwise=True, learnable=True),
@@ -167,6 +175,7 @@ ACTIVATIONS: dict[str, ActivationSpec] = {
 }
 """Activation name -> `ActivationSpec`. Every entry is smooth (C^∞): no ReLU, whose Jacobian is
 piecewise constant and whose second derivative (needed by the autograd baselines) is zero."""
+
 
 def get_activation(
     name: str,
@@ -219,4 +228,3 @@ def get_activation(
                 f"{owner}: activation={name!r} is not {what}; expected one of: {', '.join(valid)}"
             )
     return spec.build(width, monotone)
-

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import itertools
 import math
+from abc import abstractmethod
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hamgrad.errors import check_int
-from hamgrad.nets._base import FieldNet, uniform_
+from hamgrad.nets._base import FieldNet, resolve_depth, uniform_
 from hamgrad.nets.activations import get_activation
 
 __all__ = ["ICNNGradient", "MLPField", "ScalarGradient"]
@@ -36,8 +36,14 @@ def _linear(n_in: int, n_out: int, g: torch.Generator | None, bias: bool = True)
 
 
 def _mlp(
-    n_in: int, hidden: int, layers: int, n_out: int, activation: str, owner: str,
-    g: torch.Generator | None, out_bias: bool = True,
+    n_in: int,
+    hidden: int,
+    layers: int,
+    n_out: int,
+    activation: str,
+    owner: str,
+    g: torch.Generator | None,
+    out_bias: bool = True,
 ) -> nn.Sequential:
     widths = [n_in] + [hidden] * layers
     blocks: list[nn.Module] = []
@@ -55,8 +61,9 @@ class MLPField(FieldNet):
 
     Parameters
     ----------
-    dim, hidden, layers : int
-        Input/output width, hidden width, number of hidden layers.
+    dim, hidden, depth : int
+        Input/output width, hidden width, number of hidden layers (``layers=`` is a deprecated
+        alias of ``depth``).
     activation : str
         An element-wise entry of `hamgrad.nets.activations.ACTIVATIONS`.
     generator : torch.Generator, optional
@@ -70,20 +77,21 @@ class MLPField(FieldNet):
         self,
         dim: int,
         hidden: int = 64,
-        layers: int = 2,
+        depth: int = 2,
         activation: str = "tanh",
         generator: torch.Generator | None = None,
+        *,
+        layers: int | None = None,
     ) -> None:
-        super().__init__(dim, hidden)
-        self.layers = check_int("layers", layers)
-        self.net = _mlp(dim, hidden, layers, dim, activation, type(self).__name__, generator)
+        super().__init__(dim, hidden, resolve_depth(depth, layers=layers))
+        self.net = _mlp(dim, hidden, self.depth, dim, activation, type(self).__name__, generator)
 
     def _field(self, x: Tensor) -> Tensor:
         return self.net(x)
 
 
 class _AutogradGradient(FieldNet):
-    """A field defined as the autograd gradient of a scalar network `scalar`.
+    """A field defined as the autograd gradient of a scalar network, its `potential` (abstract).
 
     `forward` uses `torch.func.grad`, which composes with everything a caller may wrap around it:
     ordinary backprop to the weights (the gradient keeps its graph, so a loss on it trains the
@@ -91,13 +99,18 @@ class _AutogradGradient(FieldNet):
     own autograd), and `torch.func` transforms such as `vmap`/`jacrev`.
     """
 
-    def scalar(self, x: Tensor) -> Tensor:
-        """The scalar potential ``F(x)``: ``[..., dim] -> [...]``."""
+    def potential(self, x: Tensor) -> Tensor:
+        """The scalar potential ``F(x)`` whose gradient the net is: ``[..., dim] -> [...]``.
+
+        Exact (the network itself); `hamgrad.nets.potential` uses it in place of a line
+        integral.
+        """
         self._check_input(x)
         return self._scalar(x)
 
-    def _scalar(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _scalar(self, x: Tensor) -> Tensor:
+        """``F(x)`` for checked ``x`` ``[..., dim]``; returns ``[...]``."""
 
     def _field(self, x: Tensor) -> Tensor:
         # Samples are independent, so ∇ of the batch sum is the per-sample gradient.
@@ -109,8 +122,9 @@ class ScalarGradient(_AutogradGradient):
 
     Parameters
     ----------
-    dim, hidden, layers : int
-        Input width, hidden width, number of hidden layers of the scalar MLP.
+    dim, hidden, depth : int
+        Input width, hidden width, number of hidden layers of the scalar MLP (``layers=`` is a
+        deprecated alias of ``depth``).
     activation : str
         An element-wise entry of `ACTIVATIONS`; it must be smooth, since training uses its
         second derivative.
@@ -124,15 +138,16 @@ class ScalarGradient(_AutogradGradient):
         self,
         dim: int,
         hidden: int = 64,
-        layers: int = 2,
+        depth: int = 2,
         activation: str = "tanh",
         generator: torch.Generator | None = None,
+        *,
+        layers: int | None = None,
     ) -> None:
-        super().__init__(dim, hidden)
-        self.layers = check_int("layers", layers)
+        super().__init__(dim, hidden, resolve_depth(depth, layers=layers))
         # No output bias: a constant in F does not change ∇F, so it would be a dead parameter.
         self.net = _mlp(
-            dim, hidden, layers, 1, activation, type(self).__name__, generator, out_bias=False
+            dim, hidden, self.depth, 1, activation, type(self).__name__, generator, out_bias=False
         )
 
     def _scalar(self, x: Tensor) -> Tensor:
@@ -148,8 +163,9 @@ class ICNNGradient(_AutogradGradient):
 
     Parameters
     ----------
-    dim, hidden, layers : int
-        Input width, hidden width, number of hidden layers L.
+    dim, hidden, depth : int
+        Input width, hidden width, number of hidden layers L (``layers=`` is a deprecated
+        alias of ``depth``).
     activation : str
         A convex nondecreasing element-wise entry of `ACTIVATIONS` (``softplus``; ReLU is excluded
         because its second derivative vanishes, which would stall double-backprop training).
@@ -163,18 +179,19 @@ class ICNNGradient(_AutogradGradient):
         self,
         dim: int,
         hidden: int = 64,
-        layers: int = 2,
+        depth: int = 2,
         activation: str = "softplus",
         generator: torch.Generator | None = None,
+        *,
+        layers: int | None = None,
     ) -> None:
-        super().__init__(dim, hidden)
-        self.layers = check_int("layers", layers)
+        super().__init__(dim, hidden, resolve_depth(depth, layers=layers))
         h = hidden
-        self.A = nn.ModuleList(_linear(dim, h, generator) for _ in range(layers))
+        self.A = nn.ModuleList(_linear(dim, h, generator) for _ in range(self.depth))
         # Raw z-path weights near log(1/h): softplus(raw) ≈ 1/h keeps activations O(1) at init.
         raw0 = -math.log(h)
         self.U = nn.ParameterList(
-            nn.Parameter(raw0 + uniform_((h, h), 0.5, generator)) for _ in range(layers - 1)
+            nn.Parameter(raw0 + uniform_((h, h), 0.5, generator)) for _ in range(self.depth - 1)
         )
         self.u = nn.Parameter(raw0 + uniform_((h,), 0.5, generator))
         self.a = nn.Parameter(uniform_((dim,), 1.0 / math.sqrt(dim), generator))

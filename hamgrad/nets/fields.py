@@ -11,6 +11,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from hamgrad.db import decibels
+
 __all__ = ["error_db", "grad_convex2d", "grad_nonconvex2d"]
 
 
@@ -37,5 +39,5 @@ def error_db(net: nn.Module, x: Tensor, target: Tensor, chunk: int = 2000) -> fl
     sq = []
     with torch.no_grad():
         for i in range(0, x.shape[0], chunk):
-            sq.append(((net(x[i:i + chunk]) - target[i:i + chunk]) ** 2).sum(-1))
-    return 10.0 * math.log10(float(torch.cat(sq).mean()))
+            sq.append(((net(x[i : i + chunk]) - target[i : i + chunk]) ** 2).sum(-1))
+    return decibels(float(torch.cat(sq).mean()))

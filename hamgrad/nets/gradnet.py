@@ -20,8 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hamgrad.errors import check_int
-from hamgrad.nets._base import FieldNet, uniform_
+from hamgrad.nets._base import FieldNet, resolve_depth, uniform_
 from hamgrad.nets.activations import get_activation
 
 __all__ = ["GradNetC", "GradNetM", "MGradNetC", "MGradNetM"]
@@ -35,7 +34,7 @@ def _scale_init(shape: tuple[int, ...], monotone: bool, g: torch.Generator | Non
 
 
 class _Cascade(FieldNet):
-    """GradNet-C family: one shared ``W ∈ R^{h×d}``, L layers of per-unit scales.
+    """GradNet-C family (abstract): one shared ``W ∈ R^{h×d}``, L layers of per-unit scales.
 
     ``z_1 = β_1 ⊙ (Wx + b_1)``, ``z_l = β_l ⊙ (Wx + b_l) + α_{l−1} ⊙ σ_{l−1}(z_{l−1})``,
     ``f(x) = Wᵀ(α_L ⊙ σ_L(z_L)) + b_out``. Every ``z_l`` depends on x only through ``u = Wx``
@@ -48,8 +47,8 @@ class _Cascade(FieldNet):
         d, the input/output width.
     hidden : int
         h, the number of ridge units.
-    layers : int
-        L, the cascade depth.
+    depth : int
+        L, the number of cascade layers (``layers=`` is a deprecated alias).
     activation : str
         Name in `hamgrad.nets.activations.ACTIVATIONS`; must be element-wise (a vector activation
         breaks the diagonal structure) and, for the monotone net, nondecreasing.
@@ -63,15 +62,16 @@ class _Cascade(FieldNet):
         self,
         dim: int,
         hidden: int = 64,
-        layers: int = 4,
+        depth: int = 4,
         activation: str = "tanh-mix",
         init_scale: float = 1.0,
         generator: torch.Generator | None = None,
+        *,
+        layers: int | None = None,
     ) -> None:
-        super().__init__(dim, hidden)
-        self.layers = check_int("layers", layers)
+        super().__init__(dim, hidden, resolve_depth(depth, layers=layers))
         scale = self._check_scale("init_scale", init_scale)
-        h, d, L = hidden, dim, layers
+        h, d, L = hidden, dim, self.depth
         self.W = nn.Parameter(uniform_((h, d), scale / math.sqrt(d), generator))
         self.b = nn.Parameter(uniform_((L, h), 1.0 / math.sqrt(d), generator))
         self.alpha = nn.Parameter(_scale_init((L, h), self.monotone, generator))
@@ -96,7 +96,7 @@ class _Cascade(FieldNet):
         # (unbind, not indexing: its backward is one stack, not L zero-filled full copies.)
         pre = torch.addcmul(beta * self.b, beta, u.unsqueeze(-2)).unbind(-2)
         z = pre[0]
-        for l in range(1, self.layers):
+        for l in range(1, self.depth):
             z = torch.addcmul(pre[l], alpha[l - 1], self.act[l - 1](z))
         out = alpha[-1] * self.act[-1](z)
         return out @ self.W + self.b_out  # Wᵀ(·): the same W, so the Jacobian is symmetric
@@ -123,7 +123,7 @@ class MGradNetC(_Cascade):
 
 
 class _Modular(FieldNet):
-    """GradNet-M family: a weighted sum of K modules with their own ``W_k ∈ R^{h×d}``.
+    """GradNet-M family (abstract): a weighted sum of K modules with their own ``W_k ∈ R^{h×d}``.
 
     ``module_k(x) = W_kᵀ σ_k(softplus(β_k)·(W_k x + b_k))`` and
     ``f(x) = Σ_k a_k module_k(x) + b_out`` with ``a_k = softplus(α_k)`` (monotone) or ``α_k``
@@ -138,8 +138,8 @@ class _Modular(FieldNet):
         d, the input/output width.
     hidden : int
         h, the width of each module.
-    modules : int
-        K, the number of modules.
+    depth : int
+        K, the number of modules (``modules=`` is a deprecated alias).
     activation : str
         Name in `hamgrad.nets.activations.ACTIVATIONS` (nondecreasing for the monotone net).
     init_scale : float
@@ -152,15 +152,16 @@ class _Modular(FieldNet):
         self,
         dim: int,
         hidden: int = 64,
-        modules: int = 4,
+        depth: int = 4,
         activation: str = "softmax-mix",
         init_scale: float = 1.0,
         generator: torch.Generator | None = None,
+        *,
+        modules: int | None = None,
     ) -> None:
-        super().__init__(dim, hidden)
-        self.n_modules = check_int("modules", modules)
+        super().__init__(dim, hidden, resolve_depth(depth, modules=modules))
         scale = self._check_scale("init_scale", init_scale)
-        h, d, K = hidden, dim, modules
+        h, d, K = hidden, dim, self.depth
         self.W = nn.Parameter(uniform_((K, h, d), scale / math.sqrt(d), generator))
         self.b = nn.Parameter(uniform_((K, h), 1.0 / math.sqrt(d), generator))
         self.beta = nn.Parameter(torch.empty(K).uniform_(0.0, 1.0, generator=generator))

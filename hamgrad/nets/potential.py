@@ -39,6 +39,7 @@ def potential(
     x: Tensor,
     reference: Tensor | None = None,
     n_nodes: int = 64,
+    use_exact: bool = True,
 ) -> Tensor:
     """The scalar ``F`` with ``∇F = net(x)``, fixed by ``F(reference) = 0``.
 
@@ -52,6 +53,9 @@ def potential(
         Base point of the line integral, broadcastable to ``x`` (default: the origin).
     n_nodes : int
         Gauss–Legendre nodes (net evaluations per point); see the module notes on accuracy.
+    use_exact : bool
+        Read the scalar directly from a net that holds it (a ``potential(x)`` method, as the
+        autograd baselines have) instead of integrating; False forces the quadrature.
 
     Returns
     -------
@@ -82,6 +86,9 @@ def potential(
             f"potential: reference of shape {tuple(r.shape)} does not broadcast to x of shape "
             f"{tuple(x.shape)}"
         ) from None
+    exact = getattr(net, "potential", None)
+    if use_exact and callable(exact):
+        return exact(x) - exact(r)
     t, w = gauss_legendre_01(n, x.dtype, x.device)
     lead = (n,) + (1,) * dx.ndim
     points = r + t.view(lead) * dx  # [n, ..., d]: all nodes in one batched call

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -21,8 +25,9 @@ NETS: dict[str, type[FieldNet]] = {
     "scalar-grad": ScalarGradient,
     "icnn-grad": ICNNGradient,
 }
-"""Net name -> class. Every class takes ``dim`` and ``hidden`` and declares ``monotone`` and
-``is_gradient``; tests are parametrised over this dict, so a new entry gets them for free."""
+"""Net name -> class. Every class takes ``dim``, ``hidden`` and ``depth`` and declares
+``monotone`` and ``is_gradient``; tests are parametrised over this dict, so a new entry gets
+them for free."""
 
 
 def get_net(name: str, **kwargs: object) -> FieldNet:
@@ -43,30 +48,61 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def hidden_for_budget(name: str, dim: int, budget: int, **kwargs: object) -> int:
-    """Largest ``hidden`` whose net ``name`` has at most ``budget`` trainable parameters.
+def hidden_for_budget(
+    build: Callable[[int], nn.Module] | str, budget: int, *args: Any, **kwargs: Any
+) -> int:
+    """Largest ``hidden`` whose module ``build(hidden)`` has at most ``budget`` parameters.
 
-    Used to compare models at matched parameter budgets. The nets are built on the ``meta``
-    device (shapes only, no memory), and the count grows with ``hidden``, so a bisection
-    finds the answer in O(log budget) constructions.
+    The one budget-matching rule of the package: benchmarks compare models at matched
+    parameter budgets with it. Modules are built on the ``meta`` device (shapes only, no
+    memory); the count grows with ``hidden``, so an exponential then binary search finds the
+    answer in O(log budget) constructions.
+
+    Parameters
+    ----------
+    build : callable ``hidden -> nn.Module``
+        Builds the module at a given width, e.g.
+        ``lambda h: get_model("hnn", dof=1, hidden=h, depth=3)``.
+    budget : int
+        Maximum number of trainable parameters (`count_parameters`).
+
+    Returns
+    -------
+    int
+        The width, >= 1.
 
     Raises
     ------
     ConfigError
-        Unknown name, bad budget, or even ``hidden=1`` exceeds the budget.
+        Bad budget, or even ``hidden=1`` exceeds it.
+
+    Notes
+    -----
+    The form ``hidden_for_budget(name, dim, budget, **kwargs)`` of version 0.1 (a net name of
+    `NETS`) still works for one release, with a `DeprecationWarning`.
     """
-    if name not in NETS:
-        raise unknown_name("net", name, NETS)
+    if isinstance(build, str):
+        name = build
+        warnings.warn(
+            "hidden_for_budget(name, dim, budget) is deprecated; pass a builder: "
+            "hidden_for_budget(lambda h: get_net(name, dim=dim, hidden=h), budget)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        if name not in NETS:
+            raise unknown_name("net", name, NETS)
+        dim, budget = budget, args[0]
+        return hidden_for_budget(lambda h: NETS[name](dim=dim, hidden=h, **kwargs), budget)  # type: ignore[arg-type]
     check_int("budget", budget)
 
     def count(h: int) -> int:
         with torch.device("meta"):
-            return count_parameters(NETS[name](dim=dim, hidden=h, **kwargs))
+            return count_parameters(build(h))
 
     if count(1) > budget:
         raise ConfigError(
-            f"hidden_for_budget: budget={budget} is below the {count(1)} parameters of "
-            f"{name!r} with hidden=1 (dim={dim}, {kwargs})"
+            f"hidden_for_budget: budget={budget} is below the {count(1)} parameters of the "
+            "module at hidden=1; expected a larger budget"
         )
     lo, hi = 1, 2
     while count(hi) <= budget:  # exponential search for an upper bracket

@@ -5,14 +5,18 @@ not silently train with a default). The resolved configuration is written to the
 ``config.json`` and is what ``--resume`` continues with.
 
 TOML layout: top-level keys are the fields of `TrainConfig`; the model's hyperparameters go in a
-``[model_params]`` table, e.g.::
+``[model_params]`` table and the rollout integrator's options in ``[integrator_options]``,
+e.g.::
 
     data = "data/pendulum.h5"
-    model = "separable-gradnet"
+    model = "gradnet"
     loss = "rollout:4"
+    integrator = "tao2"
     epochs = 300
     [model_params]
     hidden = 32
+    [integrator_options]
+    omega = 20.0
 """
 
 from __future__ import annotations
@@ -28,17 +32,12 @@ from typing import Any
 
 import torch
 
+from hamgrad._device import DEVICES, DTYPES
 from hamgrad.errors import ConfigError, check_finite, check_int, unknown_name
+from hamgrad.integrators import get_integrator
+from hamgrad.models import MODELS
 
-__all__ = ["DEFAULT_DATA", "DTYPES", "OPTIMIZERS", "SCHEDULES", "TrainConfig", "parse_loss",
-           "resolve_device"]
-
-#: Dataset used (and generated when missing) by ``hamgrad train`` with no arguments.
-DEFAULT_DATA = "data/pendulum.h5"
-
-DEVICES = ("auto", "cpu", "cuda")
-
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
+__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "parse_loss"]
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
@@ -53,12 +52,16 @@ def _constant(optimizer: torch.optim.Optimizer, config: TrainConfig):
 def _cosine(optimizer: torch.optim.Optimizer, config: TrainConfig):
     # Decay to 1 % of the initial rate over the planned epochs (Loshchilov & Hutter 2017,
     # "SGDR", without restarts).
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs,
-                                                      eta_min=config.lr * 1e-2)
+    return torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=config.epochs, eta_min=config.lr * 1e-2
+    )
 
 
 #: Learning-rate schedules, stepped once per epoch.
 SCHEDULES = {"constant": _constant, "cosine": _cosine}
+
+# Fields that are TOML tables; flags and the file merge them key by key.
+_TABLES = ("model_params", "integrator_options")
 
 _LOSS_RE = re.compile(r"^(auto|derivative|rollout:([1-9][0-9]*))$")
 
@@ -67,23 +70,12 @@ def parse_loss(spec: str) -> tuple[str, int]:
     """Parse ``auto`` / ``derivative`` / ``rollout:K`` into ``(kind, K)`` (K = 0 if unused)."""
     m = _LOSS_RE.match(str(spec))
     if m is None:
-        raise ConfigError(f"loss must be 'auto', 'derivative' or 'rollout:K' with K >= 1, "
-                          f"got {spec!r}")
+        raise ConfigError(
+            f"loss must be 'auto', 'derivative' or 'rollout:K' with K >= 1, got {spec!r}"
+        )
     if m.group(2) is not None:
         return "rollout", int(m.group(2))
     return m.group(1), 0
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available else CPU; ``cpu`` / ``cuda`` as given (CUDA checked)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but CUDA is not available; expected "
-                          "--device cpu or auto")
-    if name not in DEVICES:
-        raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {name!r}")
-    return torch.device(name)
 
 
 @dataclass
@@ -93,7 +85,7 @@ class TrainConfig:
     Attributes
     ----------
     data : str
-        HDF5 dataset path (format of `hamgrad.data`).
+        HDF5 dataset path (format of `hamgrad.data`); the file must exist.
     model : str
         Name in `hamgrad.models.MODELS`.
     model_params : dict
@@ -103,7 +95,10 @@ class TrainConfig:
         from every observed state, match the next K observations) or ``auto`` (derivative when
         the training split stores derivatives, else ``rollout:4``).
     integrator : str or None
-        Integrator of the rollout loss; ``None`` uses the model's ``train_integrator``.
+        Name of the rollout loss's integrator; ``None`` uses the model's
+        ``train_integrator``. Checked against the registry by `validate`.
+    integrator_options : dict
+        Its options (``omega`` for Tao, ``tol``/``max_iter`` for implicit methods, ...).
     substeps : int
         Integrator steps per observation interval in the rollout loss.
     optimizer, lr, weight_decay, schedule, grad_clip
@@ -118,16 +113,16 @@ class TrainConfig:
     runs_dir, name
         The run goes to ``runs_dir/name`` (``name`` defaults to a timestamp).
     threads : int
-        CPU threads for torch (0 keeps torch's default). Default 1: the models here are small,
-        and intra-op parallelism costs more than it gains on their tiny matrices (measured on
-        a busy 2-core machine: 0.29 s per default epoch on 1 thread, 17 s on 2).
+        CPU threads for torch (0 keeps torch's default; see `hamgrad._device.set_threads` for
+        why the default is 1).
     """
 
-    data: str = DEFAULT_DATA
+    data: str | None = None
     model: str = "gradnet"
     model_params: dict[str, Any] = field(default_factory=dict)
     loss: str = "auto"
     integrator: str | None = None
+    integrator_options: dict[str, Any] = field(default_factory=dict)
     substeps: int = 1
     optimizer: str = "adam"
     lr: float = 3e-3
@@ -151,53 +146,88 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise ConfigError(f"{source}: unknown key {unknown[0]!r}; expected some of: "
-                              f"{', '.join(sorted(names))}")
+            raise ConfigError(
+                f"{source}: unknown key {unknown[0]!r}; expected some of: "
+                f"{', '.join(sorted(names))}"
+            )
         config = cls(**dict(values))
         config.validate()
         return config
 
     @classmethod
-    def from_toml(cls, path: str | os.PathLike,
-                  overrides: Mapping[str, Any] | None = None) -> TrainConfig:
-        """Read a TOML file, apply ``overrides`` (flags given explicitly), validate."""
+    def from_toml(
+        cls,
+        path: str | os.PathLike,
+        overrides: Mapping[str, Any] | None = None,
+        defaults: Mapping[str, Any] | None = None,
+    ) -> TrainConfig:
+        """Read a TOML file between ``defaults`` (below it) and ``overrides`` (flags given
+        explicitly, above it); validate."""
         try:
             with open(path, "rb") as fh:
                 values = tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path}: not valid TOML ({exc})") from None
-        merged = {**values, **(overrides or {})}
-        if not isinstance(values.get("model_params", {}), dict):
-            raise ConfigError(f"config file {path}: model_params must be a table, got "
-                              f"{values['model_params']!r}")
-        if overrides and "model_params" in overrides:
-            merged["model_params"] = {**values.get("model_params", {}),
-                                      **overrides["model_params"]}
-        return cls.from_mapping(merged, source=f"config file {path}")
+        return cls.from_layers(
+            defaults or {}, values, overrides or {}, source=f"config file {path}"
+        )
+
+    @classmethod
+    def from_layers(cls, *layers: Mapping[str, Any], source: str = "config") -> TrainConfig:
+        """Merge mappings, later ones winning; tables (``model_params``...) merge key by key."""
+        merged: dict[str, Any] = {}
+        for layer in layers:
+            for key, value in layer.items():
+                if key in _TABLES:
+                    if not isinstance(value, dict):
+                        raise ConfigError(f"{source}: {key} must be a table, got {value!r}")
+                    merged[key] = {**merged.get(key, {}), **value}
+                else:
+                    merged[key] = value
+        return cls.from_mapping(merged, source=source)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable copy."""
         return dataclasses.asdict(self)
 
+    def changed_fields(self) -> list[str]:
+        """Names of the fields that differ from the defaults, sorted."""
+        default = type(self)()
+        return sorted(
+            f.name
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != getattr(default, f.name)
+        )
+
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
         """Check every field; raise `ConfigError` naming the first bad one."""
-        from hamgrad.models import MODELS
-
         if not isinstance(self.data, str) or not self.data:
-            raise ConfigError(f"data must be a path, got {self.data!r}")
-        for key, registry in (("model", MODELS), ("optimizer", OPTIMIZERS),
-                              ("schedule", SCHEDULES), ("dtype", DTYPES)):
+            raise ConfigError(f"data must be the path of an HDF5 dataset, got {self.data!r}")
+        for key, registry in (
+            ("model", MODELS),
+            ("optimizer", OPTIMIZERS),
+            ("schedule", SCHEDULES),
+            ("dtype", DTYPES),
+        ):
             value = getattr(self, key)
             if not isinstance(value, str) or value not in registry:
                 raise unknown_name(key, str(value), registry)
         if not isinstance(self.runs_dir, str) or not self.runs_dir:
             raise ConfigError(f"runs_dir must be a directory path, got {self.runs_dir!r}")
-        if not isinstance(self.model_params, dict):
-            raise ConfigError(f"model_params must be a table, got {self.model_params!r}")
+        for table in _TABLES:
+            if not isinstance(getattr(self, table), dict):
+                raise ConfigError(f"{table} must be a table, got {getattr(self, table)!r}")
         parse_loss(self.loss)
         if self.integrator is not None and not isinstance(self.integrator, str):
             raise ConfigError(f"integrator must be a name, got {self.integrator!r}")
+        if self.integrator is not None:
+            get_integrator(self.integrator, **self.integrator_options)  # name and options
+        elif self.integrator_options:
+            raise ConfigError(
+                f"integrator_options {self.integrator_options} given without "
+                "an integrator; expected integrator = NAME too"
+            )
         check_int("substeps", self.substeps)
         check_finite("lr", self.lr, positive=True)
         if check_finite("weight_decay", self.weight_decay) < 0:
@@ -211,6 +241,7 @@ class TrainConfig:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         check_int("seed", self.seed, minimum=0)
         check_int("threads", self.threads, minimum=0)
-        if self.name is not None and (not isinstance(self.name, str) or not self.name
-                                      or Path(self.name).name != self.name):
+        if self.name is not None and (
+            not isinstance(self.name, str) or not self.name or Path(self.name).name != self.name
+        ):
             raise ConfigError(f"name must be a plain directory name, got {self.name!r}")

@@ -19,27 +19,17 @@ from typing import Any
 
 import torch
 
-from hamgrad.errors import CheckpointError, ConfigError, DatasetError, HamgradError
+from hamgrad._atomic import write_json, write_jsonl
+from hamgrad._device import DTYPES, resolve_device, set_threads
+from hamgrad.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from hamgrad.data import Dataset, load_dataset
+from hamgrad.errors import ConfigError, HamgradError
 from hamgrad.models import LearnedModel, get_model
-from hamgrad.training.checkpoint import (
-    RunPaths,
-    find_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
-from hamgrad.training.config import (
-    DEFAULT_DATA,
-    DTYPES,
-    OPTIMIZERS,
-    SCHEDULES,
-    TrainConfig,
-    resolve_device,
-)
-from hamgrad.training.files import write_json, write_jsonl
-from hamgrad.training.losses import Loss, SampleSet, build_loss
+from hamgrad.run import RunPaths, dataset_record, read_run_config, run_dataset_path
+from hamgrad.training.config import OPTIMIZERS, SCHEDULES, TrainConfig
+from hamgrad.training.losses import Loss, RolloutLoss, SampleSet, build_loss
 
-__all__ = ["DEFAULT_DATA_SETTINGS", "TrainResult", "TrainingError", "default_dataset",
-           "read_run_config", "train"]
+__all__ = ["TrainResult", "TrainingError", "train"]
 
 # Validation batches only need forward passes, so they can be larger than training batches.
 _EVAL_BATCH = 8192
@@ -82,48 +72,16 @@ class TrainResult:
 ProgressFn = Callable[[dict[str, Any], TrainConfig], None]
 
 
-#: Settings of the default dataset: those of ``hamgrad simulate pendulum`` with its defaults,
-#: so both routes named in data/README.md give the same file (a test checks they agree).
-DEFAULT_DATA_SETTINGS: dict[str, Any] = {"n_train": 200, "n_val": 50, "n_test": 50,
-                                         "n_steps": 100, "dt": 0.1, "noise_std": 0.0,
-                                         "seed": 0}
-
-
-def default_dataset(path: str | Path = DEFAULT_DATA) -> Path:
-    """Generate the default pendulum dataset at ``path`` unless it exists; return the path."""
-    from simulators.generate import generate
-
-    path = Path(path)
-    if not path.exists():
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"cannot create {path.parent} for the default dataset: "
-                              f"{exc.strerror or exc}") from None
-        generate("pendulum", path, **DEFAULT_DATA_SETTINGS)
-    return path
-
-
-def _load_data(config: TrainConfig):
-    from hamgrad.data import load_dataset
-
-    if config.data == DEFAULT_DATA:
-        default_dataset(config.data)
-    dataset = load_dataset(config.data)
-    if "train" not in dataset.splits:
-        raise DatasetError(f"{config.data}: split 'train' is missing; expected a dataset with "
-                           f"a train split, got splits {sorted(dataset.splits)}")
-    return dataset
-
-
 def _new_run_dir(config: TrainConfig, overwrite: bool) -> Path:
     base = Path(config.runs_dir)
     if config.name is not None:
         root = base / config.name
         if root.exists() and any(root.iterdir()):
             if not overwrite:
-                raise ConfigError(f"run directory {root} already exists; expected a new --name, "
-                                  "--resume to continue it, or --overwrite to replace it")
+                raise ConfigError(
+                    f"run directory {root} already exists; expected a new --name, "
+                    "--resume to continue it, or --overwrite to replace it"
+                )
             shutil.rmtree(root)
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -133,8 +91,10 @@ def _new_run_dir(config: TrainConfig, overwrite: bool) -> Path:
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"cannot create run directory {root}: {exc.strerror or exc}; "
-                          "expected a writable location (see --runs-dir)") from None
+        raise ConfigError(
+            f"cannot create run directory {root}: {exc.strerror or exc}; "
+            "expected a writable location (see --runs-dir)"
+        ) from None
     return root
 
 
@@ -149,50 +109,43 @@ def _mean_loss(loss_fn: Loss, model: LearnedModel, samples: SampleSet) -> float:
     return total / max(count, 1)
 
 
-def _resolved_config(config: TrainConfig, model: LearnedModel, loss: Loss, dataset: Any,
-                     device: torch.device) -> dict[str, Any]:
+def _resolved_config(
+    config: TrainConfig, model: LearnedModel, loss: Loss, dataset: Dataset, device: torch.device
+) -> dict[str, Any]:
+    integrator = loss.integrator if isinstance(loss, RolloutLoss) else None
     return {
         "train": config.to_dict(),
-        "resolved": {"loss": loss.spec, "integrator": getattr(loss, "integrator", None),
-                     "device": str(device), "torch": torch.__version__},
+        "resolved": {
+            "loss": loss.spec,
+            "integrator": None if integrator is None else integrator.name,
+            "integrator_options": None if integrator is None else integrator.options(),
+            "device": str(device),
+            "torch": torch.__version__,
+        },
         "model": model.config(),
-        "dataset": {"path": str(dataset.path), "dof": dataset.dof, "dt": dataset.dt,
-                    "system": dataset.system, "system_params": dataset.system_params,
-                    "splits": sorted(dataset.splits)},
+        "dataset": dataset_record(dataset),
     }
 
 
-def read_run_config(run_dir: str | Path) -> dict[str, Any]:
-    """The ``config.json`` of a run directory.
-
-    Raises
-    ------
-    CheckpointError
-        Missing or malformed.
-    """
-    path = RunPaths(run_dir).config
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} not found; expected a run directory written by "
-                              "hamgrad train") from None
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path} is not valid JSON ({exc.msg})") from None
-
-
-def train(config: TrainConfig | None = None, *, resume: str | Path | None = None,
-          overwrite: bool = False, progress: ProgressFn | None = None,
-          on_start: Callable[[Path], None] | None = None,
-          on_epoch_end: Callable[[int], None] | None = None) -> TrainResult:
+def train(
+    config: TrainConfig | None = None,
+    *,
+    resume: str | Path | None = None,
+    overwrite: bool = False,
+    progress: ProgressFn | None = None,
+    on_start: Callable[[Path], None] | None = None,
+    on_epoch_end: Callable[[int], None] | None = None,
+) -> TrainResult:
     """Train a model; write the run directory; return where it went and how it ended.
 
     Parameters
     ----------
     config : TrainConfig, optional
-        What to train (defaults: GradNet Hamiltonian on the default pendulum dataset, which is
-        generated if missing). Ignored when resuming.
+        What to train; ``config.data`` must name an existing dataset. Must be None when
+        resuming.
     resume : path, optional
-        Run directory to continue from its ``last.pt`` with its saved ``config.json``.
+        Run directory to continue from its ``last.pt`` with its saved ``config.json`` (and the
+        dataset recorded there, checked unchanged).
     overwrite : bool
         Replace an existing run directory of the same name.
     progress : callable, optional
@@ -211,29 +164,43 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         The loss became non-finite; ``last.pt`` keeps the last good epoch.
     """
     if resume is not None:
+        if config is not None:
+            raise ConfigError(
+                f"resume continues with the run's saved config.json; got new "
+                f"settings too ({', '.join(config.changed_fields())}); expected "
+                "resume alone"
+            )
         saved = read_run_config(resume)
         config = TrainConfig.from_mapping(saved.get("train", {}), source=f"{resume}/config.json")
-    config = config or TrainConfig()
+        config.data = str(run_dataset_path(resume))
+    if config is None:
+        raise ConfigError("train needs a TrainConfig (with data = the dataset path) or resume")
     config.validate()
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    set_threads(config.threads)
     device, dtype = resolve_device(config.device), DTYPES[config.dtype]
-    dataset = _load_data(config)
+    dataset = load_dataset(config.data)
+    train_split = dataset.split("train")
 
     generator = torch.Generator().manual_seed(config.seed)
     model = get_model(config.model, dataset.dof, generator=generator, **config.model_params)
-    train_split = dataset.splits["train"]
-    model.fit_normalization(train_split.q, train_split.p, dataset.dt,
-                            train_split.dq_dt, train_split.dp_dt)
+    model.fit_normalization(train_split, dataset.dt)
     model.to(device=device, dtype=dtype)
-    loss_fn = build_loss(config.loss, model, train_split, dataset.dt, config.integrator,
-                         config.substeps)
+    loss_fn = build_loss(
+        config.loss,
+        model,
+        train_split,
+        dataset.dt,
+        config.integrator,
+        config.substeps,
+        **config.integrator_options,
+    )
     train_set = loss_fn.samples(train_split, dtype, device)
     val_split = dataset.splits.get("val")
     val_set = loss_fn.samples(val_split, dtype, device) if val_split is not None else None
 
-    optimizer = OPTIMIZERS[config.optimizer](model.parameters(), lr=config.lr,
-                                             weight_decay=config.weight_decay)
+    optimizer = OPTIMIZERS[config.optimizer](
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
     scheduler = SCHEDULES[config.schedule](optimizer, config)
     state = {"epoch": 0, "best_loss": math.inf, "best_epoch": 0, "bad_epochs": 0}
     rows: list[dict[str, Any]] = []
@@ -247,8 +214,11 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         generator.set_state(ckpt["rng_state"])
         state = {k: ckpt[k] for k in state}
         if paths.metrics_log.exists():
-            rows = [json.loads(line) for line in paths.metrics_log.read_text().splitlines()
-                    if line.strip()]
+            rows = [
+                json.loads(line)
+                for line in paths.metrics_log.read_text().splitlines()
+                if line.strip()
+            ]
             # An interruption between checkpoint and log can leave rows past the checkpoint.
             rows = [r for r in rows if r["epoch"] <= state["epoch"]]
     else:
@@ -267,10 +237,15 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
             loss = loss_fn(model, batch)
             value = loss.item()  # the step's one host sync
             if not math.isfinite(value):
-                kept = (f"last good checkpoint kept at {paths.last}" if paths.last.exists()
-                        else "no checkpoint was written")
-                raise TrainingError(f"training loss became non-finite ({value}) at epoch "
-                                    f"{epoch}, step {step}; stopped, {kept}")
+                kept = (
+                    f"last good checkpoint kept at {paths.last}"
+                    if paths.last.exists()
+                    else "no checkpoint was written"
+                )
+                raise TrainingError(
+                    f"training loss became non-finite ({value}) at epoch "
+                    f"{epoch}, step {step}; stopped, {kept}"
+                )
             loss.backward()
             if config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -281,8 +256,10 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         model.eval()
         val_loss = _mean_loss(loss_fn, model, val_set) if val_set is not None else None
         if val_loss is not None and not math.isfinite(val_loss):
-            raise TrainingError(f"validation loss became non-finite at epoch {epoch}; stopped, "
-                                f"last good checkpoint kept at {paths.last}")
+            raise TrainingError(
+                f"validation loss became non-finite at epoch {epoch}; stopped, "
+                f"last good checkpoint kept at {paths.last}"
+            )
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
 
@@ -296,11 +273,22 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         if improved:
             state.update(best_loss=monitored, best_epoch=epoch)
             save_checkpoint(paths.best, model, epoch=epoch, loss=monitored)
-        save_checkpoint(paths.last, model, optimizer_state=optimizer.state_dict(),
-                        scheduler_state=scheduler.state_dict(), rng_state=generator.get_state(),
-                        **state)
-        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
-               "best": improved, "time_s": time.perf_counter() - started}
+        save_checkpoint(
+            paths.last,
+            model,
+            optimizer_state=optimizer.state_dict(),
+            scheduler_state=scheduler.state_dict(),
+            rng_state=generator.get_state(),
+            **state,
+        )
+        row = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "lr": lr,
+            "best": improved,
+            "time_s": time.perf_counter() - started,
+        }
         rows.append(row)
         write_jsonl(paths.metrics_log, rows)
         if progress is not None:
@@ -311,5 +299,11 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
             stop_reason = "early stopping"
             break
 
-    return TrainResult(run_dir=paths.root, epochs=state["epoch"], best_epoch=state["best_epoch"],
-                       best_loss=state["best_loss"], stop_reason=stop_reason, loss=loss_fn.spec)
+    return TrainResult(
+        run_dir=paths.root,
+        epochs=state["epoch"],
+        best_epoch=state["best_epoch"],
+        best_loss=state["best_loss"],
+        stop_reason=stop_reason,
+        loss=loss_fn.spec,
+    )

@@ -22,9 +22,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hamgrad.data import Split
 from hamgrad.errors import ConfigError
+from hamgrad.integrators import Integrator, rollout
 from hamgrad.models import LearnedModel
-from hamgrad.models.integration import resolve_integrator
+from hamgrad.training.config import parse_loss
 
 __all__ = ["DerivativeLoss", "Loss", "RolloutLoss", "SampleSet", "build_loss", "has_derivatives"]
 
@@ -47,8 +49,9 @@ class SampleSet:
     def __len__(self) -> int:
         return next(iter(self.tensors.values())).shape[0]
 
-    def batches(self, batch_size: int,
-                generator: torch.Generator | None = None) -> Iterator[dict[str, Tensor]]:
+    def batches(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> Iterator[dict[str, Tensor]]:
         """Yield batches; shuffled with ``generator`` when given, else in order."""
         n = len(self)
         if generator is None:
@@ -57,7 +60,7 @@ class SampleSet:
             order = torch.randperm(n, generator=generator)
         device = next(iter(self.tensors.values())).device
         for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size].to(device)
+            idx = order[start : start + batch_size].to(device)
             yield {k: v.index_select(0, idx) for k, v in self.tensors.items()}
 
 
@@ -65,9 +68,9 @@ def _tensor(x: Any, dtype: torch.dtype, device: torch.device) -> Tensor:
     return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
 
 
-def has_derivatives(split: Any) -> bool:
+def has_derivatives(split: Split) -> bool:
     """True when a `hamgrad.data.Split` stores both ``dq_dt`` and ``dp_dt``."""
-    return getattr(split, "dq_dt", None) is not None and getattr(split, "dp_dt", None) is not None
+    return split.dq_dt is not None and split.dp_dt is not None
 
 
 class Loss(Protocol):
@@ -75,7 +78,7 @@ class Loss(Protocol):
 
     spec: str
 
-    def samples(self, split: Any, dtype: torch.dtype, device: torch.device) -> SampleSet:
+    def samples(self, split: Split, dtype: torch.dtype, device: torch.device) -> SampleSet:
         """Training samples from a `hamgrad.data.Split`."""
         ...
 
@@ -89,15 +92,18 @@ class DerivativeLoss:
 
     spec = "derivative"
 
-    def samples(self, split: Any, dtype: torch.dtype, device: torch.device) -> SampleSet:
+    def samples(self, split: Split, dtype: torch.dtype, device: torch.device) -> SampleSet:
         """Flatten ``q, p, dq_dt, dp_dt`` of ``[n_traj, n_t, dof]`` into ``[n_traj*n_t, dof]``."""
         if not has_derivatives(split):
-            raise ConfigError("loss 'derivative' needs dq_dt and dp_dt in the dataset, which "
-                              "this split lacks; expected a file with derivatives or "
-                              "loss 'rollout:K'")
+            raise ConfigError(
+                "loss 'derivative' needs dq_dt and dp_dt in the dataset, which "
+                "this split lacks; expected a file with derivatives or "
+                "loss 'rollout:K'"
+            )
         names = ("q", "p", "dq_dt", "dp_dt")
-        return SampleSet({k: _tensor(getattr(split, k), dtype, device).flatten(0, 1)
-                          for k in names})
+        return SampleSet(
+            {k: _tensor(getattr(split, k), dtype, device).flatten(0, 1) for k in names}
+        )
 
     def __call__(self, model: LearnedModel, batch: dict[str, Tensor]) -> Tensor:
         dq, dp = model.time_derivative(batch["q"], batch["p"])
@@ -112,25 +118,27 @@ class RolloutLoss:
     ----------
     k : int
         Observation intervals unrolled per sample (K of ``rollout:K``).
-    integrator : str
-        Name in `hamgrad.integrators.INTEGRATORS` (checked against the model beforehand).
+    integrator : Integrator
+        Resolved once (and checked against the model) by `build_loss`; every batch reuses it.
     dt : float
         Observation interval of the data (time units).
     substeps : int
         Integrator steps per observation interval (step ``dt / substeps``).
     """
 
-    def __init__(self, k: int, integrator: str, dt: float, substeps: int = 1) -> None:
+    def __init__(self, k: int, integrator: Integrator, dt: float, substeps: int = 1) -> None:
         self.k, self.integrator, self.dt, self.substeps = k, integrator, dt, substeps
         self.spec = f"rollout:{k}"
 
-    def samples(self, split: Any, dtype: torch.dtype, device: torch.device) -> SampleSet:
+    def samples(self, split: Split, dtype: torch.dtype, device: torch.device) -> SampleSet:
         """Every window of ``k + 1`` consecutive observations: ``q, p`` of ``[n, k+1, dof]``."""
         q, p = _tensor(split.q, dtype, device), _tensor(split.p, dtype, device)
         n_t = q.shape[1]
         if n_t < self.k + 1:
-            raise ConfigError(f"loss rollout:{self.k} needs trajectories of at least "
-                              f"{self.k + 1} samples, got n_t={n_t}")
+            raise ConfigError(
+                f"loss rollout:{self.k} needs trajectories of at least "
+                f"{self.k + 1} samples, got n_t={n_t}"
+            )
 
         def windows(x: Tensor) -> Tensor:
             # unfold: [n_traj, n_t - k, dof, k + 1] -> [n_traj * (n_t - k), k + 1, dof]
@@ -139,29 +147,40 @@ class RolloutLoss:
         return SampleSet({"q": windows(q), "p": windows(p)})
 
     def __call__(self, model: LearnedModel, batch: dict[str, Tensor]) -> Tensor:
-        from hamgrad.integrators import rollout
-
         q, p = batch["q"], batch["p"]
-        traj = rollout(model, q[:, 0], p[:, 0], self.dt / self.substeps, self.k * self.substeps,
-                       method=self.integrator, save_every=self.substeps)
+        traj = rollout(
+            model,
+            q[:, 0],
+            p[:, 0],
+            self.dt / self.substeps,
+            self.k * self.substeps,
+            method=self.integrator,
+            save_every=self.substeps,
+        )
         err = (traj.q - q).square().sum(-1) + (traj.p - p).square().sum(-1)
         return err[:, 1:].mean()
 
 
-def build_loss(spec: str, model: LearnedModel, train_split: Any, dt: float,
-               integrator: str | None = None, substeps: int = 1) -> Loss:
+def build_loss(
+    spec: str,
+    model: LearnedModel,
+    train_split: Split,
+    dt: float,
+    method: str | Integrator | None = None,
+    substeps: int = 1,
+    **options: Any,
+) -> Loss:
     """The loss named by ``spec`` (``auto`` / ``derivative`` / ``rollout:K``) for this data.
 
     ``auto`` is ``derivative`` when the training split stores derivatives, else
-    ``rollout:4``. The rollout integrator defaults to the model's ``train_integrator`` and is
-    checked to apply.
+    ``rollout:4``. The rollout integrator (``method`` with ``options``) defaults to the
+    model's ``train_integrator``; it is resolved and checked to apply here, once.
     """
-    from hamgrad.training.config import parse_loss
-
     kind, k = parse_loss(spec)
     if kind == "auto":
-        kind, k = ("derivative", 0) if has_derivatives(train_split) else \
-            ("rollout", AUTO_ROLLOUT_STEPS)
+        kind, k = (
+            ("derivative", 0) if has_derivatives(train_split) else ("rollout", AUTO_ROLLOUT_STEPS)
+        )
     if kind == "derivative":
         return DerivativeLoss()
-    return RolloutLoss(k, resolve_integrator(model, integrator, training=True), dt, substeps)
+    return RolloutLoss(k, model.integrator(method, training=True, **options), dt, substeps)

@@ -1,18 +1,8 @@
-"""Run directories and checkpoints (tensors + JSON only, loaded with ``weights_only=True``).
+"""Model checkpoints: tensors and JSON only, loaded with ``torch.load(..., weights_only=True)``.
 
-A run directory ``runs/<name>/`` holds:
-
-| file | written | content |
-|---|---|---|
-| ``config.json`` | at start | resolved training config, model config, dataset summary |
-| ``metrics.jsonl`` | every epoch | one JSON object per finished epoch |
-| ``last.pt`` | every epoch | model + optimizer + scheduler + RNG state: what ``--resume`` reads |
-| ``best.pt`` | on improvement | model at the lowest validation loss: what evaluation reads |
-| ``metrics.json`` | by ``hamgrad evaluate`` | the evaluation report |
-
-Every file is replaced atomically (`hamgrad.training.files`). A checkpoint is a dict of tensors,
-numbers and strings; the model's hyperparameters travel as a JSON string, so loading never
-unpickles code.
+A checkpoint is a dict of tensors, numbers and strings; the model's hyperparameters travel as a
+JSON string, so loading never unpickles code. Files are replaced atomically
+(`hamgrad._atomic`). Where checkpoints live in a run directory is `hamgrad.run.RunPaths`.
 """
 
 from __future__ import annotations
@@ -24,44 +14,37 @@ from typing import Any
 
 import torch
 
+from hamgrad._atomic import write_torch
+from hamgrad._device import DTYPES, dtype_name
 from hamgrad.errors import CheckpointError
 from hamgrad.models import LearnedModel, model_from_config
-from hamgrad.training.config import DTYPES
-from hamgrad.training.files import write_torch
 
-__all__ = ["CHECKPOINT_FORMAT", "RunPaths", "find_checkpoint", "load_checkpoint", "load_model",
-           "model_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "find_checkpoint",
+    "load_checkpoint",
+    "load_model",
+    "model_checkpoint",
+    "save_checkpoint",
+]
 
 CHECKPOINT_FORMAT = "hamgrad.checkpoint"
 CHECKPOINT_VERSION = 1
 _REQUIRED = ("format", "format_version", "model_config", "model_state", "dtype")
 
 
-class RunPaths:
-    """Named paths inside a run directory (nothing is created by building one)."""
-
-    def __init__(self, root: str | os.PathLike) -> None:
-        self.root = Path(root)
-        self.config = self.root / "config.json"
-        self.metrics_log = self.root / "metrics.jsonl"
-        self.last = self.root / "last.pt"
-        self.best = self.root / "best.pt"
-        self.evaluation = self.root / "metrics.json"
-        self.curves = self.root / "evaluation.npz"
-        self.plots = self.root / "plots"
-
-
 def model_checkpoint(model: LearnedModel) -> dict[str, Any]:
     """The model part of a checkpoint: format tags, JSON config, state dict, dtype name."""
-    dtype = next((t.dtype for t in model.state_dict().values() if t.is_floating_point()),
-                 torch.get_default_dtype())
-    dtype_name = next(k for k, v in DTYPES.items() if v == dtype)
+    dtype = next(
+        (t.dtype for t in model.state_dict().values() if t.is_floating_point()),
+        torch.get_default_dtype(),
+    )
     return {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
         "model_config": json.dumps(model.config(), sort_keys=True),
         "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "dtype": dtype_name,
+        "dtype": dtype_name(dtype),
     }
 
 
@@ -82,8 +65,10 @@ def find_checkpoint(run_or_file: str | os.PathLike, which: str = "best") -> Path
     if path.is_dir():
         path = path / f"{which}.pt"
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}; expected a run directory holding "
-                              f"{which}.pt or a checkpoint file")
+        raise CheckpointError(
+            f"no checkpoint at {path}; expected a run directory holding "
+            f"{which}.pt or a checkpoint file"
+        )
     return path
 
 
@@ -100,22 +85,28 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     except OSError:
         raise
     except Exception as exc:  # an untrusted file: any failure of the safe unpickler is bad input
-        raise CheckpointError(f"checkpoint {path} could not be read ({type(exc).__name__}); "
-                              "expected a file written by hamgrad train") from None
+        raise CheckpointError(
+            f"checkpoint {path} could not be read ({type(exc).__name__}); "
+            "expected a file written by hamgrad train"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"checkpoint {path} is not a hamgrad checkpoint; expected "
-                              f"format {CHECKPOINT_FORMAT!r}")
+        raise CheckpointError(
+            f"checkpoint {path} is not a hamgrad checkpoint; expected format {CHECKPOINT_FORMAT!r}"
+        )
     missing = [k for k in _REQUIRED if k not in ckpt]
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks field {missing[0]!r}")
     if ckpt["format_version"] != CHECKPOINT_VERSION:
-        raise CheckpointError(f"checkpoint {path} has format_version {ckpt['format_version']!r}; "
-                              f"expected {CHECKPOINT_VERSION}")
+        raise CheckpointError(
+            f"checkpoint {path} has format_version {ckpt['format_version']!r}; "
+            f"expected {CHECKPOINT_VERSION}"
+        )
     return ckpt
 
 
-def load_model(run_or_file: str | os.PathLike, which: str = "best",
-               device: torch.device | str = "cpu") -> tuple[LearnedModel, dict[str, Any]]:
+def load_model(
+    run_or_file: str | os.PathLike, which: str = "best", device: torch.device | str = "cpu"
+) -> tuple[LearnedModel, dict[str, Any]]:
     """Rebuild the model saved in a run directory (or checkpoint file), in eval mode.
 
     Returns
@@ -138,15 +129,18 @@ def load_model(run_or_file: str | os.PathLike, which: str = "best",
         raise CheckpointError(f"checkpoint {path}: model_config is not valid JSON") from None
     model = model_from_config(config)
     if ckpt["dtype"] not in DTYPES:
-        raise CheckpointError(f"checkpoint {path}: unknown dtype {ckpt['dtype']!r}; expected "
-                              f"one of {', '.join(DTYPES)}")
+        raise CheckpointError(
+            f"checkpoint {path}: unknown dtype {ckpt['dtype']!r}; expected "
+            f"one of {', '.join(DTYPES)}"
+        )
     model.to(dtype=DTYPES[ckpt["dtype"]])
     try:
         model.load_state_dict(ckpt["model_state"])
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"checkpoint {path}: weights do not fit model "
-                              f"{config['name']!r} ({first})") from None
+        raise CheckpointError(
+            f"checkpoint {path}: weights do not fit model {config['name']!r} ({first})"
+        ) from None
     model.to(device)
     model.eval()
     return model, ckpt
