@@ -374,7 +374,7 @@ def concatenate_datasets(
         pieces = parts[name]
         if any(not np.array_equal(s.t, pieces[0].t) for s in pieces):
             raise DatasetError(f"{out}: split {name!r}: shards have different time grids 't'")
-        cat = {
+        cat: dict[str, Any] = {
             f: None
             if getattr(pieces[0], f) is None
             else np.concatenate([getattr(s, f) for s in pieces])

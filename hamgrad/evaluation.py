@@ -44,7 +44,7 @@ from hamgrad.data import Dataset, Split
 from hamgrad.db import decibels
 from hamgrad.errors import ConfigError, DatasetError, IntegratorError, check_finite, check_int
 from hamgrad.integrators import Integrator, rollout
-from hamgrad.models import LearnedModel
+from hamgrad.models import HamiltonianModel, LearnedModel
 
 __all__ = [
     "Evaluation",
@@ -352,7 +352,7 @@ def evaluate(
     }
     curves.update({f"model_{name}": v for name, v in model_curves.items()})
     curves.update({f"floor_{name}": v for name, v in floor_curves.items()})
-    if model.is_hamiltonian and learned_energy:
+    if isinstance(model, HamiltonianModel) and learned_energy:
         curves["model_learned_energy_change"] = _learned_energy_change(
             model, q_hat[:k], p_hat[:k], dtype, device
         )
@@ -391,7 +391,7 @@ def _floor(
 
 
 def _learned_energy_change(
-    model: LearnedModel, q: np.ndarray, p: np.ndarray, dtype: torch.dtype, device: torch.device
+    model: HamiltonianModel, q: np.ndarray, p: np.ndarray, dtype: torch.dtype, device: torch.device
 ) -> np.ndarray:
     """Mean over trajectories of ``|H_model(x_k) − H_model(x_0)| / c`` per step.
 

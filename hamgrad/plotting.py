@@ -7,9 +7,11 @@ directory); every figure is written atomically.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 import matplotlib
 
@@ -100,6 +102,10 @@ PLOTS: dict[str, Callable[[Curves], Figure]] = {
 }
 
 
+def _save_png(fig: Figure, fh: BinaryIO) -> None:
+    fig.savefig(fh, format="png", dpi=110)
+
+
 def write_plots(curves: Curves, out_dir: str | os.PathLike) -> list[Path]:
     """Render every figure of `PLOTS` into ``out_dir`` (created); return the paths written."""
     out = Path(out_dir)  # created, or refused with a clear error, by the atomic writer
@@ -108,9 +114,7 @@ def write_plots(curves: Curves, out_dir: str | os.PathLike) -> list[Path]:
         fig = build(curves)
         try:
             fig.tight_layout()
-            written.append(
-                atomic_write(out / name, lambda fh, fig=fig: fig.savefig(fh, format="png", dpi=110))
-            )
+            written.append(atomic_write(out / name, functools.partial(_save_png, fig)))
         finally:
             plt.close(fig)
     return written

@@ -10,18 +10,28 @@ A run directory ``runs/<name>/`` holds:
 | ``best.pt`` | on improvement | model at the lowest validation loss: what evaluation reads |
 | ``metrics.json``, ``evaluation.npz`` | by ``hamgrad evaluate`` | the report and its curves |
 | ``plots/`` | by ``hamgrad plot`` | PNG figures |
+| ``.lock`` | by ``hamgrad train`` | the PID of the process training in it (see `RunLock`) |
 
-Every file is replaced atomically (`hamgrad._atomic`). This module reads and writes those files
+``config.json`` carries ``"format": "hamgrad.run"``: it is what marks a directory as a hamgrad
+run, the only kind ``--overwrite`` may empty. Every file is replaced atomically
+(`hamgrad._atomic`). This module reads and writes those files
 and joins checkpoints, datasets and `hamgrad.evaluation` into the operations the CLI offers
 (`evaluate_run`, `predict_split`); the CLI itself only parses and prints.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
 import os
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -29,15 +39,20 @@ import numpy as np
 from hamgrad._atomic import atomic_write, write_json
 from hamgrad.checkpoint import load_model
 from hamgrad.data import Dataset, Split, write_dataset
-from hamgrad.errors import CheckpointError, DatasetError, check_int
+from hamgrad.errors import CheckpointError, ConfigError, DatasetError, check_int
 from hamgrad.evaluation import Evaluation, check_dof, evaluate, rollout_numpy
 from hamgrad.integrators import Integrator
 from hamgrad.models import LearnedModel
 
 __all__ = [
+    "RUN_FORMAT",
+    "RunLock",
     "RunPaths",
+    "check_run_name",
+    "claim_run_dir",
     "dataset_record",
     "evaluate_run",
+    "is_run_dir",
     "load_curves",
     "predict_split",
     "read_run_config",
@@ -46,11 +61,17 @@ __all__ = [
 ]
 
 
+#: The ``format`` entry of ``config.json`` that marks a hamgrad run directory.
+RUN_FORMAT = "hamgrad.run"
+_RUN_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
 class RunPaths:
     """Named paths inside a run directory (nothing is created by building one)."""
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
+        self.lock = self.root / ".lock"
         self.config = self.root / "config.json"
         self.metrics_log = self.root / "metrics.jsonl"
         self.last = self.root / "last.pt"
@@ -85,6 +106,127 @@ def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
             "(the file hamgrad train wrote)"
         )
     return config
+
+
+def check_run_name(name: str) -> str:
+    """A run name is one path component: letters, digits, ``-``, ``_``, ``.``; not ``.``/``..``.
+
+    Raises
+    ------
+    ConfigError
+        Anything else (``..`` would put the run, and ``--overwrite``, outside the runs
+        directory).
+    """
+    if not isinstance(name, str) or not _RUN_NAME.match(name) or name in (".", ".."):
+        raise ConfigError(
+            f"run name must be one path component of letters, digits, '-', '_' "
+            f"and '.', other than '.' and '..'; got {name!r}"
+        )
+    return name
+
+
+def is_run_dir(root: str | os.PathLike) -> bool:
+    """True when ``root`` holds a ``config.json`` written by ``hamgrad train``.
+
+    Version 0.1 wrote no ``format`` entry; its configs are recognised by their sections.
+    """
+    try:
+        config = read_run_config(root)
+    except CheckpointError:
+        return False
+    return config.get("format") == RUN_FORMAT or {"train", "model", "resolved"} <= set(config)
+
+
+class RunLock:
+    """An exclusive lock on a run directory for the life of one ``train`` (or ``--resume``).
+
+    An advisory ``flock`` on ``<run>/.lock``, which also records the holder's PID. The
+    operating system releases the lock when its process dies, however it dies, so a lock left
+    by a killed process is taken over by the next one without any staleness guess; the file
+    itself stays (deleting it could let two processes lock two different files).
+
+    Raises
+    ------
+    ConfigError
+        On entry, when another live process holds the lock (the message names its PID).
+    """
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.paths = RunPaths(root)
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                raise
+            raise ConfigError(
+                f"run directory {self.paths.root} is in use by process {holder} "
+                "(another hamgrad train); expected that run to finish first, or "
+                "another --name"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+@contextmanager
+def claim_run_dir(root: str | os.PathLike, overwrite: bool = False) -> Iterator[RunLock]:
+    """Create ``root`` if needed and hold its lock for a new run, as a context manager.
+
+    An existing directory is used when it is empty (a lock file aside); with ``overwrite`` a
+    hamgrad run directory is emptied first, while the lock is held. Nothing that is not a
+    hamgrad run is ever removed.
+
+    Raises
+    ------
+    ConfigError
+        ``root`` is not creatable, holds files without ``overwrite``, is not a hamgrad run
+        (with ``overwrite``), or another process trains in it.
+    """
+    paths = RunPaths(root)
+    try:
+        paths.root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create run directory {paths.root}: {exc.strerror or exc}; "
+            "expected a writable location (see --runs-dir)"
+        ) from None
+    with RunLock(paths.root) as lock:
+        entries = [e for e in paths.root.iterdir() if e != paths.lock]
+        if entries and not overwrite:
+            raise ConfigError(
+                f"run directory {paths.root} already exists; expected a new "
+                "--name, --resume to continue it, or --overwrite to replace it"
+            )
+        if entries and not is_run_dir(paths.root):
+            raise ConfigError(
+                f"{paths.root} is not a hamgrad run directory (no config.json "
+                "written by hamgrad train); --overwrite only replaces runs, "
+                "expected another --name"
+            )
+        for entry in entries:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        yield lock
 
 
 def _sha256(path: Path) -> str:
@@ -152,7 +294,8 @@ def save_evaluation(evaluation: Evaluation, paths: RunPaths) -> None:
     Both are computed before anything is written, so a failed evaluation leaves earlier
     results untouched.
     """
-    atomic_write(paths.curves, lambda fh: np.savez(fh, **evaluation.curves))
+    savez: Any = np.savez  # numpy's stub maps **arrays onto its keyword allow_pickle
+    atomic_write(paths.curves, lambda fh: savez(fh, **evaluation.curves))
     write_json(paths.evaluation, evaluation.metrics)
 
 

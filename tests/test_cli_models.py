@@ -163,9 +163,9 @@ BAD_INPUTS = {
         "'nope' is not one of 'gradnet', 'hnn'",
     ),
     "missing run": (lambda r, d, x: ["evaluate", r / "nope"], "no checkpoint"),
-    "resume without checkpoint": (
-        lambda r, d, x: ["train", "--resume", x["empty_run"]],
-        "no checkpoint",
+    "resume of a directory that is no run": (
+        lambda r, d, x: ["train", "--resume", x["file"].parent],
+        "config.json not found",
     ),
     "missing data": (lambda r, d, x: ["train", "--data", r / "none.h5"], "none.h5"),
     "bad param": (

@@ -295,7 +295,7 @@ def test_config_from_toml_flags_override_and_unknown_keys(tmp_path):
         ("lr", -1.0, "lr must be"),
         ("epochs", 0, "epochs must be"),
         ("dtype", "float16", "unknown dtype"),
-        ("name", "../x", "plain directory name"),
+        ("name", "../x", "run name must be one path component"),
         ("integrator", "nonsense", "unknown integrator 'nonsense'; expected one of: .*gauss4"),
         ("integrator_options", {"omega": 3.0}, "without an integrator"),
     ],

@@ -9,9 +9,10 @@ bodies, so ``hamgrad --help`` and ``hamgrad --version`` answer without loading t
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import click
 
@@ -30,10 +31,11 @@ class _Group(click.Group):
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         """Run the command; in standalone mode every way out is one line and an exit code."""
+        run = cast(Any, super()).main
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return run(*args, standalone_mode=False, **kwargs)
         try:
-            result = super().main(*args, standalone_mode=False, **kwargs)
+            result = run(*args, standalone_mode=False, **kwargs)
         except click.UsageError as exc:  # bad option value, missing argument, unknown command
             hint = f"; see '{exc.ctx.command_path} --help'" if exc.ctx is not None else ""
             click.echo(f"hamgrad: error: {_one_line(exc.format_message())}{hint}", err=True)
@@ -41,8 +43,9 @@ class _Group(click.Group):
         except click.ClickException as exc:
             click.echo(f"hamgrad: error: {_one_line(exc.format_message())}", err=True)
             sys.exit(exc.exit_code)
-        except click.Abort:
-            click.echo("hamgrad: interrupted", err=True)
+        except click.Abort as exc:  # Ctrl-C (click turns KeyboardInterrupt into Abort)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C changes nothing
+            click.echo(f"hamgrad: {exc or 'interrupted'}", err=True)
             sys.exit(130)
         sys.exit(result if isinstance(result, int) else 0)
 

@@ -8,6 +8,7 @@ CLI is the one place that joins ``hamgrad`` and ``simulators``.
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -138,15 +139,17 @@ class _Progress:
             click.echo(text, err=True)
 
 
-def _default_dataset(path: str) -> None:
+def _default_dataset(path: str, quiet: bool) -> None:
     """Generate the default pendulum dataset at ``path`` unless it exists."""
     from simulators import generate
 
     if Path(path).exists():
         return
-    click.echo(
-        f"generating the default dataset {path} (hamgrad simulate pendulum --out {path})", err=True
-    )
+    if not quiet:
+        click.echo(
+            f"generating the default dataset {path} (hamgrad simulate pendulum --out {path})",
+            err=True,
+        )
     generate("pendulum", path, **DEFAULT_DATA_SETTINGS)
 
 
@@ -202,24 +205,36 @@ def train_cmd(
     elif overrides:
         config = TrainConfig(**overrides)  # train() refuses it, naming these settings
     if config is not None and resume is None and config.data == DEFAULT_DATA:
-        _default_dataset(DEFAULT_DATA)
+        _default_dataset(DEFAULT_DATA, quiet)
     progress = None if quiet else _Progress()
+    started: list[Path] = []
+
+    def on_start(root: Path) -> None:
+        started.append(root)
+        if not quiet:
+            click.echo(f"run directory: {root}", err=True)
+
     try:
         result = train(
-            config,
-            resume=resume,
-            overwrite=overwrite,
-            progress=progress,
-            on_start=lambda root: click.echo(f"run directory: {root}", err=True),
+            config, resume=resume, overwrite=overwrite, progress=progress, on_start=on_start
         )
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
+        if not started:
+            raise click.Abort("interrupted before the run started; nothing was written") from None
+        raise click.Abort(
+            f"interrupted; run saved at {started[0]} (last finished epoch); "
+            f"resume with: hamgrad train --resume {started[0]}"
+        ) from None
     finally:
         if progress is not None:
             progress.close()
-    click.echo(f"run: {result.run_dir}")
-    click.echo(
-        f"{result.stop_reason} after {result.epochs} epochs; best epoch "
-        f"{result.best_epoch}, loss {result.loss} = {result.best_loss:.4e}"
-    )
+    if not quiet:
+        click.echo(f"run: {result.run_dir}")
+        click.echo(
+            f"{result.stop_reason} after {result.epochs} epochs; best epoch "
+            f"{result.best_epoch}, loss {result.loss} = {result.best_loss:.4e}"
+        )
 
 
 def _method(name: str | None, options: tuple[str, ...]) -> Any:

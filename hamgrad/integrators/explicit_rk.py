@@ -8,6 +8,7 @@ the symplectic form nor, over long times, the energy: they are here for comparis
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torchdiffeq
@@ -169,6 +170,7 @@ class TorchdiffeqIntegrator(Integrator):
         ``grid`` fixes the step points of a fixed-grid solver (``t`` must be a subset of it);
         ``None`` steps exactly from one entry of ``t`` to the next.
         """
+        kwargs: dict[str, Any]
         if self.fixed_grid:
             options = {} if grid is None else {"grid_constructor": lambda f, y, tt: grid}
             kwargs = {"options": options}

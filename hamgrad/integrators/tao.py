@@ -53,21 +53,21 @@ class _TaoStepper(Stepper):
 
     def __init__(self, method: TaoIntegrator, field: object, dt: float) -> None:
         self.f = derivative_fn(field)
-        self.flows = []
+        # (kind, δ, unused) for the A and B flows; (kind, cos 2ωδ, sin 2ωδ) for C.
+        self.flows: list[tuple[str, float, float]] = []
         for kind, c in method.ops:
             delta = c * dt
-            if kind == _C:
-                angle = 2.0 * method.omega * delta
-                self.flows.append((kind, (math.cos(angle), math.sin(angle))))
-            else:
-                self.flows.append((kind, delta))
+            angle = 2.0 * method.omega * delta
+            self.flows.append(
+                (kind, delta, 0.0) if kind != _C else (kind, math.cos(angle), math.sin(angle))
+            )
 
     def init(self, q: Tensor, p: Tensor) -> State:
         return (q, p, q, p, None)
 
     def advance(self, state: State) -> State:
         q, p, x, y, f_qy = state
-        for kind, arg in self.flows:
+        for kind, arg, arg2 in self.flows:
             if kind == _A:  # flow of H(q, y): q, y fixed, so f(q, y) is reused until B or C
                 if f_qy is None:
                     f_qy = self.f(q, y)
@@ -80,7 +80,7 @@ class _TaoStepper(Stepper):
                 q = torch.add(q, vel, alpha=arg)
                 y = torch.add(y, acc, alpha=arg)
             else:  # exact rotation of (q - x, p - y); the sums q + x, p + y are conserved
-                cos, sin = arg
+                cos, sin = arg, arg2
                 sq, sp = q + x, p + y
                 dq = cos * (q - x) + sin * (p - y)
                 dp = cos * (p - y) - sin * (q - x)

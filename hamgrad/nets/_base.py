@@ -11,12 +11,25 @@ from torch import Tensor, nn
 
 from hamgrad.errors import HamgradError, check_finite, check_int
 
-__all__ = ["FieldNet", "resolve_depth", "uniform_"]
+__all__ = ["FieldNet", "centred_", "resolve_depth", "uniform_"]
 
 
-def uniform_(shape: tuple[int, ...], bound: float, generator: torch.Generator | None) -> Tensor:
-    """A tensor of ``shape`` drawn from U(−bound, bound) with ``generator`` (default dtype)."""
-    return torch.empty(shape).uniform_(-bound, bound, generator=generator)
+def uniform_(
+    shape: tuple[int, ...], low: float, high: float, generator: torch.Generator | None
+) -> Tensor:
+    """A tensor of ``shape`` drawn from U(low, high) with ``generator``, in the default dtype.
+
+    Drawn in float64 whatever the default dtype, then cast: the same seed gives the same
+    initial weights (up to rounding) in a float32 and a float64 session, so a run does not
+    depend on the caller's ``torch.set_default_dtype``.
+    """
+    draw = torch.empty(shape, dtype=torch.float64).uniform_(low, high, generator=generator)
+    return draw.to(torch.get_default_dtype())
+
+
+def centred_(shape: tuple[int, ...], bound: float, generator: torch.Generator | None) -> Tensor:
+    """`uniform_` on the symmetric interval (−bound, bound)."""
+    return uniform_(shape, -bound, bound, generator)
 
 
 def resolve_depth(depth: int, **legacy: int | None) -> int:

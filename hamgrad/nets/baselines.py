@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hamgrad.nets._base import FieldNet, resolve_depth, uniform_
+from hamgrad.nets._base import FieldNet, centred_, resolve_depth
 from hamgrad.nets.activations import get_activation
 
 __all__ = ["ICNNGradient", "MLPField", "ScalarGradient"]
@@ -29,9 +29,9 @@ def _linear(n_in: int, n_out: int, g: torch.Generator | None, bias: bool = True)
     layer = nn.Linear(n_in, n_out, bias=bias)
     bound = 1.0 / math.sqrt(n_in)
     with torch.no_grad():
-        layer.weight.copy_(uniform_((n_out, n_in), bound, g))
+        layer.weight.copy_(centred_((n_out, n_in), bound, g))
         if bias:
-            layer.bias.copy_(uniform_((n_out,), bound, g))
+            layer.bias.copy_(centred_((n_out,), bound, g))
     return layer
 
 
@@ -191,10 +191,10 @@ class ICNNGradient(_AutogradGradient):
         # Raw z-path weights near log(1/h): softplus(raw) ≈ 1/h keeps activations O(1) at init.
         raw0 = -math.log(h)
         self.U = nn.ParameterList(
-            nn.Parameter(raw0 + uniform_((h, h), 0.5, generator)) for _ in range(self.depth - 1)
+            nn.Parameter(raw0 + centred_((h, h), 0.5, generator)) for _ in range(self.depth - 1)
         )
-        self.u = nn.Parameter(raw0 + uniform_((h,), 0.5, generator))
-        self.a = nn.Parameter(uniform_((dim,), 1.0 / math.sqrt(dim), generator))
+        self.u = nn.Parameter(raw0 + centred_((h,), 0.5, generator))
+        self.a = nn.Parameter(centred_((dim,), 1.0 / math.sqrt(dim), generator))
         self.act = get_activation(
             activation, h, monotone=True, elementwise=True, convex=True, owner=type(self).__name__
         )

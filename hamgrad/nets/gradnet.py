@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hamgrad.nets._base import FieldNet, resolve_depth, uniform_
+from hamgrad.nets._base import FieldNet, centred_, resolve_depth, uniform_
 from hamgrad.nets.activations import get_activation
 
 __all__ = ["GradNetC", "GradNetM", "MGradNetC", "MGradNetM"]
@@ -29,7 +29,7 @@ __all__ = ["GradNetC", "GradNetM", "MGradNetC", "MGradNetM"]
 def _scale_init(shape: tuple[int, ...], monotone: bool, g: torch.Generator | None) -> Tensor:
     # Monotone nets read scales through softplus: raw U(0, 1) gives scales in (0.69, 1.31).
     # Free nets use raw scales of both signs, U(-1, 1).
-    raw = torch.empty(shape).uniform_(0.0, 1.0, generator=g)
+    raw = uniform_(shape, 0.0, 1.0, g)
     return raw if monotone else 2.0 * raw - 1.0
 
 
@@ -72,11 +72,11 @@ class _Cascade(FieldNet):
         super().__init__(dim, hidden, resolve_depth(depth, layers=layers))
         scale = self._check_scale("init_scale", init_scale)
         h, d, L = hidden, dim, self.depth
-        self.W = nn.Parameter(uniform_((h, d), scale / math.sqrt(d), generator))
-        self.b = nn.Parameter(uniform_((L, h), 1.0 / math.sqrt(d), generator))
+        self.W = nn.Parameter(centred_((h, d), scale / math.sqrt(d), generator))
+        self.b = nn.Parameter(centred_((L, h), 1.0 / math.sqrt(d), generator))
         self.alpha = nn.Parameter(_scale_init((L, h), self.monotone, generator))
         self.beta = nn.Parameter(_scale_init((L, h), self.monotone, generator))
-        self.b_out = nn.Parameter(uniform_((d,), 1.0 / math.sqrt(h), generator))
+        self.b_out = nn.Parameter(centred_((d,), 1.0 / math.sqrt(h), generator))
         self.act = nn.ModuleList(
             get_activation(
                 activation, h, monotone=self.monotone, elementwise=True, owner=type(self).__name__
@@ -162,11 +162,11 @@ class _Modular(FieldNet):
         super().__init__(dim, hidden, resolve_depth(depth, modules=modules))
         scale = self._check_scale("init_scale", init_scale)
         h, d, K = hidden, dim, self.depth
-        self.W = nn.Parameter(uniform_((K, h, d), scale / math.sqrt(d), generator))
-        self.b = nn.Parameter(uniform_((K, h), 1.0 / math.sqrt(d), generator))
-        self.beta = nn.Parameter(torch.empty(K).uniform_(0.0, 1.0, generator=generator))
+        self.W = nn.Parameter(centred_((K, h, d), scale / math.sqrt(d), generator))
+        self.b = nn.Parameter(centred_((K, h), 1.0 / math.sqrt(d), generator))
+        self.beta = nn.Parameter(uniform_((K,), 0.0, 1.0, generator))
         self.alpha = nn.Parameter(_scale_init((K,), self.monotone, generator))
-        self.b_out = nn.Parameter(uniform_((d,), 1.0 / math.sqrt(h), generator))
+        self.b_out = nn.Parameter(centred_((d,), 1.0 / math.sqrt(h), generator))
         self.act = nn.ModuleList(
             get_activation(activation, h, monotone=self.monotone, owner=type(self).__name__)
             for _ in range(K)

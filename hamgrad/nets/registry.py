@@ -30,7 +30,7 @@ NETS: dict[str, type[FieldNet]] = {
 them for free."""
 
 
-def get_net(name: str, **kwargs: object) -> FieldNet:
+def get_net(name: str, **kwargs: Any) -> FieldNet:
     """Build the net registered as ``name`` with constructor keywords ``kwargs``.
 
     Raises
@@ -92,7 +92,7 @@ def hidden_for_budget(
         if name not in NETS:
             raise unknown_name("net", name, NETS)
         dim, budget = budget, args[0]
-        return hidden_for_budget(lambda h: NETS[name](dim=dim, hidden=h, **kwargs), budget)  # type: ignore[arg-type]
+        return hidden_for_budget(lambda h: NETS[name](dim=dim, hidden=h, **kwargs), budget)
     check_int("budget", budget)
 
     def count(h: int) -> int:

@@ -25,9 +25,8 @@ import dataclasses
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,10 +35,11 @@ from hamgrad._device import DEVICES, DTYPES
 from hamgrad.errors import ConfigError, check_finite, check_int, unknown_name
 from hamgrad.integrators import get_integrator
 from hamgrad.models import MODELS
+from hamgrad.run import check_run_name
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "parse_loss"]
 
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
 }
@@ -241,7 +241,5 @@ class TrainConfig:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         check_int("seed", self.seed, minimum=0)
         check_int("threads", self.threads, minimum=0)
-        if self.name is not None and (
-            not isinstance(self.name, str) or not self.name or Path(self.name).name != self.name
-        ):
-            raise ConfigError(f"name must be a plain directory name, got {self.name!r}")
+        if self.name is not None:
+            check_run_name(self.name)

@@ -8,12 +8,12 @@ uninterrupted run would have had (same final weights on CPU; tested).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,19 @@ import torch
 
 from hamgrad._atomic import write_json, write_jsonl
 from hamgrad._device import DTYPES, resolve_device, set_threads
-from hamgrad.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from hamgrad.checkpoint import load_checkpoint, save_checkpoint
 from hamgrad.data import Dataset, load_dataset
-from hamgrad.errors import ConfigError, HamgradError
+from hamgrad.errors import CheckpointError, ConfigError, HamgradError
 from hamgrad.models import LearnedModel, get_model
-from hamgrad.run import RunPaths, dataset_record, read_run_config, run_dataset_path
+from hamgrad.run import (
+    RUN_FORMAT,
+    RunLock,
+    RunPaths,
+    claim_run_dir,
+    dataset_record,
+    read_run_config,
+    run_dataset_path,
+)
 from hamgrad.training.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from hamgrad.training.losses import Loss, RolloutLoss, SampleSet, build_loss
 
@@ -72,30 +80,67 @@ class TrainResult:
 ProgressFn = Callable[[dict[str, Any], TrainConfig], None]
 
 
-def _new_run_dir(config: TrainConfig, overwrite: bool) -> Path:
-    base = Path(config.runs_dir)
-    if config.name is not None:
-        root = base / config.name
-        if root.exists() and any(root.iterdir()):
-            if not overwrite:
-                raise ConfigError(
-                    f"run directory {root} already exists; expected a new --name, "
-                    "--resume to continue it, or --overwrite to replace it"
+@dataclass
+class _TrainState:
+    """Where training stands after an epoch: what ``last.pt`` holds besides the tensors.
+
+    ``history`` is the metrics row of every finished epoch. ``metrics.jsonl`` is written from
+    it after each checkpoint, so the log and the checkpoint always agree: after any
+    interruption and ``--resume`` the log has every epoch exactly once, in order.
+    """
+
+    epoch: int = 0
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_checkpoint(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any], path: Path, epochs: int) -> _TrainState:
+        """Read and check the state of ``last.pt``; a version-0.1 checkpoint has no history."""
+        try:
+            state = cls(
+                epoch=ckpt["epoch"],
+                best_loss=float(ckpt["best_loss"]),
+                best_epoch=ckpt["best_epoch"],
+                bad_epochs=ckpt["bad_epochs"],
+                history=list(ckpt.get("history", [])),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"checkpoint {path} cannot be resumed: {type(exc).__name__} "
+                f"{exc}; expected the last.pt hamgrad train wrote"
+            ) from None
+        for name in ("epoch", "best_epoch", "bad_epochs"):
+            value = getattr(state, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= epochs:
+                raise CheckpointError(
+                    f"checkpoint {path}: {name} is {value!r}; expected an "
+                    f"integer in 0..{epochs} (the run's epochs)"
                 )
-            shutil.rmtree(root)
-    else:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        root, i = base / stamp, 1
-        while root.exists():
-            root, i = base / f"{stamp}-{i}", i + 1
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot create run directory {root}: {exc.strerror or exc}; "
-            "expected a writable location (see --runs-dir)"
-        ) from None
-    return root
+        return state
+
+
+def _legacy_history(paths: RunPaths, epoch: int) -> list[dict[str, Any]]:
+    """The metrics rows of a version-0.1 run (whose last.pt holds none), up to ``epoch``."""
+    if not paths.metrics_log.exists():
+        return []
+    rows = []
+    for number, line in enumerate(paths.metrics_log.read_text().splitlines(), 1):
+        try:
+            row = json.loads(line)
+            keep = row["epoch"] <= epoch
+        except (json.JSONDecodeError, TypeError, KeyError):
+            raise CheckpointError(
+                f"{paths.metrics_log}, line {number}: not a metrics row; "
+                "expected one JSON object per epoch"
+            ) from None
+        if keep:
+            rows.append(row)
+    return rows
 
 
 def _mean_loss(loss_fn: Loss, model: LearnedModel, samples: SampleSet) -> float:
@@ -114,6 +159,8 @@ def _resolved_config(
 ) -> dict[str, Any]:
     integrator = loss.integrator if isinstance(loss, RolloutLoss) else None
     return {
+        "format": RUN_FORMAT,
+        "format_version": 1,
         "train": config.to_dict(),
         "resolved": {
             "loss": loss.spec,
@@ -127,6 +174,40 @@ def _resolved_config(
     }
 
 
+def _run_root(config: TrainConfig) -> Path:
+    """``runs_dir/name``, or ``runs_dir/<timestamp>`` (made unique) when no name is given."""
+    base = Path(config.runs_dir)
+    if config.name is not None:
+        return base / config.name
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    root, i = base / stamp, 1
+    while root.exists():
+        root, i = base / f"{stamp}-{i}", i + 1
+    return root
+
+
+def _restore(
+    ckpt: dict[str, Any],
+    path: Path,
+    model: LearnedModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    generator: torch.Generator,
+) -> None:
+    """Load ``last.pt`` into the freshly built objects; any mismatch is a `CheckpointError`."""
+    try:
+        model.load_state_dict(ckpt["model_state"])
+        optimizer.load_state_dict(ckpt["optimizer_state"])
+        scheduler.load_state_dict(ckpt["scheduler_state"])
+        generator.set_state(ckpt["rng_state"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"checkpoint {path} cannot be resumed ({first}); expected the "
+            "last.pt hamgrad train wrote for this run"
+        ) from None
+
+
 def train(
     config: TrainConfig | None = None,
     *,
@@ -138,6 +219,9 @@ def train(
 ) -> TrainResult:
     """Train a model; write the run directory; return where it went and how it ended.
 
+    The run directory is locked (`hamgrad.run.RunLock`) for the whole call: a second
+    ``train`` on it, with or without ``overwrite``, is refused with the holder's PID.
+
     Parameters
     ----------
     config : TrainConfig, optional
@@ -147,7 +231,7 @@ def train(
         Run directory to continue from its ``last.pt`` with its saved ``config.json`` (and the
         dataset recorded there, checked unchanged).
     overwrite : bool
-        Replace an existing run directory of the same name.
+        Replace an existing run of the same name (only a hamgrad run directory is emptied).
     progress : callable, optional
         Called after each epoch with the metrics row and the config (for a progress bar).
     on_start : callable, optional
@@ -178,7 +262,7 @@ def train(
     config.validate()
     set_threads(config.threads)
     device, dtype = resolve_device(config.device), DTYPES[config.dtype]
-    dataset = load_dataset(config.data)
+    dataset = load_dataset(str(config.data))  # validate() checked it is a path
     train_split = dataset.split("train")
 
     generator = torch.Generator().manual_seed(config.seed)
@@ -197,113 +281,124 @@ def train(
     train_set = loss_fn.samples(train_split, dtype, device)
     val_split = dataset.splits.get("val")
     val_set = loss_fn.samples(val_split, dtype, device) if val_split is not None else None
-
     optimizer = OPTIMIZERS[config.optimizer](
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
     scheduler = SCHEDULES[config.schedule](optimizer, config)
-    state = {"epoch": 0, "best_loss": math.inf, "best_epoch": 0, "bad_epochs": 0}
-    rows: list[dict[str, Any]] = []
 
-    if resume is not None:
-        paths = RunPaths(resume)
-        ckpt = load_checkpoint(find_checkpoint(resume, "last"))
-        model.load_state_dict(ckpt["model_state"])
-        optimizer.load_state_dict(ckpt["optimizer_state"])
-        scheduler.load_state_dict(ckpt["scheduler_state"])
-        generator.set_state(ckpt["rng_state"])
-        state = {k: ckpt[k] for k in state}
-        if paths.metrics_log.exists():
-            rows = [
-                json.loads(line)
-                for line in paths.metrics_log.read_text().splitlines()
-                if line.strip()
-            ]
-            # An interruption between checkpoint and log can leave rows past the checkpoint.
-            rows = [r for r in rows if r["epoch"] <= state["epoch"]]
-    else:
-        paths = RunPaths(_new_run_dir(config, overwrite))
-        write_json(paths.config, _resolved_config(config, model, loss_fn, dataset, device))
-
-    if on_start is not None:
-        on_start(paths.root)
-    stop_reason = "completed"
-    for epoch in range(state["epoch"] + 1, config.epochs + 1):
-        started = time.perf_counter()
-        model.train()
-        total, count = 0.0, 0
-        for step, batch in enumerate(train_set.batches(config.batch_size, generator)):
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model, batch)
-            value = loss.item()  # the step's one host sync
-            if not math.isfinite(value):
-                kept = (
-                    f"last good checkpoint kept at {paths.last}"
-                    if paths.last.exists()
-                    else "no checkpoint was written"
-                )
-                raise TrainingError(
-                    f"training loss became non-finite ({value}) at epoch "
-                    f"{epoch}, step {step}; stopped, {kept}"
-                )
-            loss.backward()
-            if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            n = next(iter(batch.values())).shape[0]
-            total, count = total + value * n, count + n
-        train_loss = total / count
-        model.eval()
-        val_loss = _mean_loss(loss_fn, model, val_set) if val_set is not None else None
-        if val_loss is not None and not math.isfinite(val_loss):
-            raise TrainingError(
-                f"validation loss became non-finite at epoch {epoch}; stopped, "
-                f"last good checkpoint kept at {paths.last}"
+    run = RunLock(resume) if resume is not None else claim_run_dir(_run_root(config), overwrite)
+    with run as lock:
+        paths = lock.paths
+        if resume is not None and paths.last.exists():
+            ckpt = load_checkpoint(paths.last)
+            state = _TrainState.from_checkpoint(ckpt, paths.last, config.epochs)
+            _restore(ckpt, paths.last, model, optimizer, scheduler, generator)
+            if "history" not in ckpt:
+                state.history = _legacy_history(paths, state.epoch)
+            write_jsonl(paths.metrics_log, state.history)  # repairs a log cut by a kill
+        elif resume is not None:
+            # Interrupted before its first checkpoint: everything is rebuilt from the seed
+            # exactly as a fresh run would, so starting over is the exact continuation.
+            state = _TrainState()
+            write_jsonl(paths.metrics_log, state.history)
+        else:
+            state = _TrainState()
+            write_json(paths.config, _resolved_config(config, model, loss_fn, dataset, device))
+        if on_start is not None:
+            on_start(paths.root)
+        stop_reason = "completed"
+        for epoch in range(state.epoch + 1, config.epochs + 1):
+            started = time.perf_counter()
+            train_loss = _train_epoch(
+                model, loss_fn, train_set, optimizer, config, generator, epoch, paths
             )
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
+            model.eval()
+            val_loss = _mean_loss(loss_fn, model, val_set) if val_set is not None else None
+            if val_loss is not None and not math.isfinite(val_loss):
+                raise TrainingError(
+                    f"validation loss became non-finite at epoch {epoch}; stopped, "
+                    f"last good checkpoint kept at {paths.last}"
+                )
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
 
-        monitored = val_loss if val_loss is not None else train_loss
-        improved = monitored < state["best_loss"]
-        # Patience counts epochs without a *meaningful* gain: a relative improvement below
-        # _MIN_REL_IMPROVEMENT still updates best.pt but does not reset the count.
-        significant = monitored < state["best_loss"] * (1 - _MIN_REL_IMPROVEMENT)
-        state["epoch"] = epoch
-        state["bad_epochs"] = 0 if significant else state["bad_epochs"] + 1
-        if improved:
-            state.update(best_loss=monitored, best_epoch=epoch)
-            save_checkpoint(paths.best, model, epoch=epoch, loss=monitored)
-        save_checkpoint(
-            paths.last,
-            model,
-            optimizer_state=optimizer.state_dict(),
-            scheduler_state=scheduler.state_dict(),
-            rng_state=generator.get_state(),
-            **state,
-        )
-        row = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "lr": lr,
-            "best": improved,
-            "time_s": time.perf_counter() - started,
-        }
-        rows.append(row)
-        write_jsonl(paths.metrics_log, rows)
-        if progress is not None:
-            progress(row, config)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch)
-        if config.patience and val_set is not None and state["bad_epochs"] >= config.patience:
-            stop_reason = "early stopping"
-            break
+            monitored = val_loss if val_loss is not None else train_loss
+            improved = monitored < state.best_loss
+            # Patience counts epochs without a *meaningful* gain: a relative improvement below
+            # _MIN_REL_IMPROVEMENT still updates best.pt but does not reset the count.
+            significant = monitored < state.best_loss * (1 - _MIN_REL_IMPROVEMENT)
+            state.epoch = epoch
+            state.bad_epochs = 0 if significant else state.bad_epochs + 1
+            row = {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "lr": lr,
+                "best": improved,
+                "time_s": time.perf_counter() - started,
+            }
+            state.history.append(row)
+            if improved:
+                state.best_loss, state.best_epoch = monitored, epoch
+                save_checkpoint(paths.best, model, epoch=epoch, loss=monitored)
+            save_checkpoint(
+                paths.last,
+                model,
+                optimizer_state=optimizer.state_dict(),
+                scheduler_state=scheduler.state_dict(),
+                rng_state=generator.get_state(),
+                **state.as_checkpoint(),
+            )
+            write_jsonl(paths.metrics_log, state.history)
+            if progress is not None:
+                progress(row, config)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch)
+            if config.patience and val_set is not None and state.bad_epochs >= config.patience:
+                stop_reason = "early stopping"
+                break
 
     return TrainResult(
         run_dir=paths.root,
-        epochs=state["epoch"],
-        best_epoch=state["best_epoch"],
-        best_loss=state["best_loss"],
+        epochs=state.epoch,
+        best_epoch=state.best_epoch,
+        best_loss=state.best_loss,
         stop_reason=stop_reason,
         loss=loss_fn.spec,
     )
+
+
+def _train_epoch(
+    model: LearnedModel,
+    loss_fn: Loss,
+    samples: SampleSet,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    generator: torch.Generator,
+    epoch: int,
+    paths: RunPaths,
+) -> float:
+    """One pass over the shuffled training samples; returns the sample-weighted mean loss."""
+    model.train()
+    total, count = 0.0, 0
+    for step, batch in enumerate(samples.batches(config.batch_size, generator)):
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model, batch)
+        value = loss.item()  # the step's one host sync
+        if not math.isfinite(value):
+            kept = (
+                f"last good checkpoint kept at {paths.last}"
+                if paths.last.exists()
+                else "no checkpoint was written"
+            )
+            raise TrainingError(
+                f"training loss became non-finite ({value}) at epoch {epoch}, "
+                f"step {step}; stopped, {kept}"
+            )
+        loss.backward()
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        n = next(iter(batch.values())).shape[0]
+        total, count = total + value * n, count + n
+    return total / count
