@@ -157,7 +157,7 @@ def test_bad_last_checkpoint_contents_are_one_clear_error(data, tmp_path):
         ckpt = {**good, "model_state": dict(good["model_state"])}
         damage(ckpt)
         torch.save(ckpt, last)
-        with pytest.raises(CheckpointError, match="last.pt"):
+        with pytest.raises(CheckpointError, match=r"last\.pt"):
             train(resume=result.run_dir)
         assert (result.run_dir / "best.pt").exists(), name
 
