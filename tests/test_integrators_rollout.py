@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import gc
+import math
 import re
 import weakref
 
 import pytest
 import torch
-from _fields import Damped, FreeThenNaN, HenonHeiles, NonSeparable, Pendulum
+from _fields import (
+    Damped,
+    FreeThenNaN,
+    HarmonicOscillator,
+    HenonHeiles,
+    Kepler,
+    NonSeparable,
+    Pendulum,
+)
 
 from hamgrad.errors import ConfigError, IntegratorError
 from hamgrad.integrators import INTEGRATORS, Trajectory, applicable_methods, get_integrator, rollout
@@ -202,3 +211,33 @@ def test_long_horizon_energy_bounded_for_symplectic_and_drifting_for_rk4() -> No
         assert last <= 2 * first, f"{name}: |dH/H| {first:.2e} (first tenth) -> {last:.2e} (last)"
     first, last = tenth["rk4"]
     assert last > 5 * first, f"rk4 should drift: {first:.2e} -> {last:.2e}"
+
+
+def test_tao_refuses_to_return_a_wrong_answer_when_its_copies_separate() -> None:
+    """Kepler e = 0.9 with the default omega: Tao's copies drift apart and, before the defect
+    check, both Tao methods returned finite states off by O(10) at every step size."""
+    field, e = Kepler(), 0.9
+    q0, p0 = Kepler.initial(e)
+    period = 2 * math.pi
+    for name in ("tao2", "tao4"):
+        with pytest.raises(IntegratorError, match=r"stopped at step \d+ .*copies of phase space"):
+            rollout(field, q0, p0, period / 4000, 4000, method=name)
+    # With omega far above the orbit's fastest rate and a small step, it converges, and the
+    # check stays silent.
+    n = 16000
+    traj = rollout(field, q0, p0, period / n, n, method="tao4", omega=1e4, save_every=n)
+    q_exact, p_exact = Kepler.exact(e, period)
+    error = torch.cat([traj.q[-1] - q_exact, traj.p[-1] - p_exact]).norm()
+    assert error < 5e-3
+
+
+def test_higher_order_adaptive_solver_is_the_more_accurate_at_its_defaults() -> None:
+    """dopri8 at the old shared default (1e-9) was 400x less accurate than dopri5 here."""
+    field = HarmonicOscillator()
+    q0, p0 = torch.tensor([1.0]), torch.tensor([0.5])
+    q_exact, p_exact = field.exact(q0, p0, 10.0)
+    errors = {}
+    for solver in ("dopri5", "dopri8"):
+        traj = rollout(field, q0, p0, 0.1, 100, method=f"torchdiffeq:{solver}")
+        errors[solver] = float((traj.q[-1] - q_exact).abs() + (traj.p[-1] - p_exact).abs())
+    assert errors["dopri8"] < errors["dopri5"], errors

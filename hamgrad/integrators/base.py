@@ -58,6 +58,14 @@ class Stepper(ABC):
         """Return the phase-space point ``(q, p)`` that ``state`` represents."""
         return state[0], state[1]
 
+    def check(self, state: State) -> str | None:
+        """Why ``state``, although finite, can no longer be trusted; None when it can.
+
+        Called by `hamgrad.integrators.rollout` where it checks finiteness (a host sync);
+        Tao's stepper reports the separation of its phase-space copies here.
+        """
+        return None
+
 
 def has_gradient(field: object) -> bool:
     """True when ``field`` offers callable ``dH_dq`` and ``dH_dp`` (a Hamiltonian field)."""

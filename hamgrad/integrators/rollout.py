@@ -102,6 +102,12 @@ def _rollout_steps(
                 raise _nonfinite_error(
                     integ.name, _first_bad_step(stepper, checked, checked_at, k), dt
                 )
+            problem = stepper.check(state)
+            if problem is not None:
+                raise IntegratorError(
+                    f"rollout with {integ.name!r} stopped at step {k} (t = {k * dt:.6g}): "
+                    f"{problem}"
+                )
             checked, checked_at = state, k
     return torch.stack(qs, dim=-2), torch.stack(ps, dim=-2)
 
