@@ -97,8 +97,13 @@ def state_metrics(
     dt: float,
     threshold: float = 0.1,
     hamiltonian: Callable[[Tensor, Tensor], Tensor] | None = None,
+    divergence: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Error-vs-horizon, energy error and valid prediction time of one set of rollouts.
+
+    A prediction that diverged holds NaN after its last good state (see
+    ``rollout(on_failure="stop")``): its metrics cover the steps up to there, horizons past
+    it are reported as ``None``, and ``divergence`` says where and why.
 
     Parameters
     ----------
@@ -111,12 +116,17 @@ def state_metrics(
     hamiltonian : callable, optional
         True ``H(q, p)`` on float64 tensors ``[..., dof] -> [...]``; without it the energy
         entries are ``None``.
+    divergence : dict, optional
+        ``{"step", "time", "reason"}`` of a rollout that stopped (stored-step units).
 
     Returns
     -------
     metrics : dict
-        ``state_error_db`` (horizon -> dB), ``energy_rel_error_max``, ``energy_drift_slope``,
-        ``vpt_time``, ``vpt_steps``, ``vpt_censored``.
+        ``state_error_db`` (horizon -> dB; ``None`` past a divergence, and for an exact
+        prediction, whose -inf dB JSON cannot hold),
+        ``energy_rel_error_max`` and ``energy_drift_slope`` (over the finite steps),
+        ``vpt_time``, ``vpt_steps``, ``vpt_censored``, ``diverged`` (``divergence`` or None).
+        Every value is JSON-safe: no NaN or infinity.
     curves : dict of ndarray
         ``state_error_db`` per step ``[n_steps + 1]`` and ``energy_rel_error`` (mean over
         trajectories) per step, or empty when unknown.
@@ -132,12 +142,13 @@ def state_metrics(
     exceeded |= ~np.isfinite(rel)
     first = np.where(exceeded.any(axis=1), exceeded.argmax(axis=1), n_steps)
     metrics: dict[str, Any] = {
-        "state_error_db": {str(h): float(err_db[h]) for h in horizons(n_steps)},
+        "state_error_db": {str(h): _json_number(err_db[h]) for h in horizons(n_steps)},
         "vpt_steps": float(first.mean()),
         "vpt_time": float(first.mean() * dt),
         "vpt_censored": int((~exceeded.any(axis=1)).sum()),
         "energy_rel_error_max": None,
         "energy_drift_slope": None,
+        "diverged": divergence,
     }
     curves = {"state_error_db": err_db}
     if hamiltonian is not None:
@@ -150,12 +161,18 @@ def state_metrics(
         mean_rel = e_rel.mean(axis=0)
         t = dt * np.arange(n_steps + 1)
         finite = np.isfinite(mean_rel)
-        metrics["energy_rel_error_max"] = float(np.max(e_rel)) if finite.all() else math.inf
+        metrics["energy_rel_error_max"] = _json_number(np.max(e_rel[:, finite]))
         metrics["energy_drift_slope"] = (
             float(np.polyfit(t[finite], mean_rel[finite], 1)[0]) if finite.sum() >= 2 else None
         )
         curves["energy_rel_error"] = mean_rel
     return metrics, curves
+
+
+def _json_number(value: Any) -> float | None:
+    """``float(value)``, or None when it is NaN or infinite (JSON has neither)."""
+    x = float(value)
+    return x if math.isfinite(x) else None
 
 
 def rollout_numpy(
@@ -168,18 +185,46 @@ def rollout_numpy(
     substeps: int,
     dtype: torch.dtype,
     device: torch.device,
-) -> tuple[np.ndarray, np.ndarray]:
+    *,
+    stop_on_failure: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | None]:
     """Roll ``field`` out from numpy states ``[n_traj, dof]`` without gradients.
 
-    ``substeps`` integrator steps per interval ``dt``; returns float64 ``[n_traj, n + 1, dof]``.
+    ``substeps`` integrator steps per interval ``dt``. Returns float64 ``q``, ``p``
+    ``[n_traj, n + 1, dof]`` and, when ``stop_on_failure`` and the rollout failed, the
+    divergence ``{"step", "time", "reason"}`` in stored-interval steps (NaN states after it);
+    otherwise a failure raises `IntegratorError`.
     """
     q = torch.as_tensor(q0, dtype=dtype, device=device)
     p = torch.as_tensor(p0, dtype=dtype, device=device)
     with torch.no_grad():
         traj = rollout(
-            field, q, p, dt / substeps, n_steps * substeps, method=integrator, save_every=substeps
+            field,
+            q,
+            p,
+            dt / substeps,
+            n_steps * substeps,
+            method=integrator,
+            save_every=substeps,
+            on_failure="stop" if stop_on_failure else "raise",
+            progress=progress,
         )
-    return (traj.q.detach().cpu().double().numpy(), traj.p.detach().cpu().double().numpy())
+    failure = traj.failure
+    divergence = (
+        None
+        if failure is None
+        else {
+            "step": math.ceil(failure.step / substeps),
+            "time": failure.time,
+            "reason": failure.reason,
+        }
+    )
+    return (
+        traj.q.detach().cpu().double().numpy(),
+        traj.p.detach().cpu().double().numpy(),
+        divergence,
+    )
 
 
 def _derivative_error_db(
@@ -245,6 +290,7 @@ def evaluate(
     device: torch.device | str = "cpu",
     floor: bool = True,
     learned_energy: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Evaluation:
     """Evaluate ``model`` on split ``split`` of a loaded `hamgrad.data.Dataset`.
 
@@ -283,6 +329,13 @@ def evaluate(
         Also compute the model's learned-energy curve (for the energy plot). It costs a
         line-integral potential per saved state, most of an evaluation's time for GradNets;
         benchmarks that only need the metrics switch it off.
+    progress : callable, optional
+        ``progress(step, n_steps)`` during the model's rollout (integrator steps), for a
+        progress bar on long horizons.
+
+    A model whose rollout diverges (non-finite state, failed implicit solve, Tao's defect)
+    still gets its metrics, computed up to its last good state, with
+    ``model_metrics["diverged"]`` saying where and why.
 
     Raises
     ------
@@ -312,11 +365,21 @@ def evaluate(
     q0, p0 = data_split.q[:, 0], data_split.p[:, 0]
     hamiltonian = system.hamiltonian if system is not None else None
 
-    q_hat, p_hat = rollout_numpy(
-        model, q0, p0, dataset.dt, n_steps, integrator, substeps, dtype, device
+    q_hat, p_hat, divergence = rollout_numpy(
+        model,
+        q0,
+        p0,
+        dataset.dt,
+        n_steps,
+        integrator,
+        substeps,
+        dtype,
+        device,
+        stop_on_failure=True,
+        progress=progress,
     )
     model_metrics, model_curves = state_metrics(
-        q_hat, p_hat, q_true, p_true, dataset.dt, threshold, hamiltonian
+        q_hat, p_hat, q_true, p_true, dataset.dt, threshold, hamiltonian, divergence
     )
     model_metrics["derivative_error_db"] = _derivative_error_db(
         model, data_split, system, dtype, device
@@ -351,6 +414,8 @@ def evaluate(
         "p_model": p_hat[:k],
     }
     curves.update({f"model_{name}": v for name, v in model_curves.items()})
+    if divergence is not None:
+        curves["model_diverged_time"] = np.array([divergence["time"]])
     curves.update({f"floor_{name}": v for name, v in floor_curves.items()})
     if isinstance(model, HamiltonianModel) and learned_energy:
         curves["model_learned_energy_change"] = _learned_energy_change(
@@ -381,12 +446,23 @@ def _floor(
     if problem is not None:
         return None, {}, problem
     try:
-        q_f, p_f = rollout_numpy(
-            system, q0, p0, dt, n_steps, integrator, substeps, torch.float64, torch.device("cpu")
+        q_f, p_f, divergence = rollout_numpy(
+            system,
+            q0,
+            p0,
+            dt,
+            n_steps,
+            integrator,
+            substeps,
+            torch.float64,
+            torch.device("cpu"),
+            stop_on_failure=True,
         )
     except IntegratorError as exc:
         return None, {}, f"the true system's rollout failed: {exc}"
-    metrics, curves = state_metrics(q_f, p_f, q_true, p_true, dt, threshold, system.hamiltonian)
+    metrics, curves = state_metrics(
+        q_f, p_f, q_true, p_true, dt, threshold, system.hamiltonian, divergence
+    )
     return metrics, curves, None
 
 

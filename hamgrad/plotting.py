@@ -11,7 +11,7 @@ import functools
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import matplotlib
 
@@ -28,25 +28,41 @@ __all__ = ["PLOTS", "write_plots"]
 Curves = Mapping[str, np.ndarray]
 
 
+def _mark_divergence(ax: Any, curves: Curves, per_step: bool) -> None:
+    """A vertical line where the model's rollout diverged (its curves stop there)."""
+    if "model_diverged_time" not in curves:
+        return
+    t = float(curves["model_diverged_time"][0])
+    x = t / float(curves["t"][1] - curves["t"][0]) if per_step else t
+    ax.axvline(x, color="red", ls=":", lw=1.2, label="model diverged")
+
+
 def _phase_portrait(curves: Curves) -> Figure:
-    """``p_0`` against ``q_0`` for the first few test trajectories, truth vs model."""
+    """``p_0`` against ``q_0`` for the first few test trajectories, truth vs model.
+
+    The truth is a wide translucent band and the model a thin line of the same colour on
+    top, so both stay visible where they agree (a thin truth line under the model's used to
+    disappear).
+    """
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for i in range(curves["q_true"].shape[0]):
         ax.plot(
             curves["q_true"][i, :, 0],
             curves["p_true"][i, :, 0],
-            color="0.3",
-            lw=1.5,
-            label="truth" if i == 0 else None,
+            color=f"C{i}",
+            lw=5,
+            alpha=0.3,
+            solid_capstyle="round",
+            label="truth (wide)" if i == 0 else None,
         )
         ax.plot(
             curves["q_model"][i, :, 0],
             curves["p_model"][i, :, 0],
-            "--",
             color=f"C{i}",
             lw=1,
             label=f"model, trajectory {i}",
         )
+        ax.plot(curves["q_true"][i, 0, 0], curves["p_true"][i, 0, 0], "o", color=f"C{i}", ms=4)
     ax.set_xlabel("q[0]")
     ax.set_ylabel("p[0]")
     ax.set_title("Phase portrait (first coordinate)")
@@ -72,6 +88,7 @@ def _energy(curves: Curves) -> Figure:
         ax.text(
             0.5, 0.5, "no Hamiltonian known for this dataset", ha="center", transform=ax.transAxes
         )
+    _mark_divergence(ax, curves, per_step=False)
     ax.set_xlabel("time")
     ax.set_ylabel("|H(t) - H(0)| / |H(0)|  (mean over trajectories)")
     ax.set_title("Energy vs time")
@@ -87,6 +104,7 @@ def _error_vs_horizon(curves: Curves) -> Figure:
     ax.semilogx(steps, curves["model_state_error_db"][1:], label="model")
     if "floor_state_error_db" in curves:
         ax.semilogx(steps, curves["floor_state_error_db"][1:], label="floor (true H)")
+    _mark_divergence(ax, curves, per_step=True)
     ax.set_xlabel("steps")
     ax.set_ylabel("state error (dB)")
     ax.set_title("Error vs horizon")

@@ -20,6 +20,25 @@ def _fmt(value: Any, spec: str) -> str:
     return format(value, spec)
 
 
+def _state_error(metrics: dict[str, Any], horizon: str) -> str:
+    """A horizon's dB, or "diverged" when the rollout had stopped before it."""
+    value = metrics.get("state_error_db", {}).get(horizon)
+    diverged = metrics.get("diverged")
+    if value is None and diverged is not None and int(horizon) >= diverged["step"]:
+        return "diverged"
+    return _fmt(value, ".2f")
+
+
+def _divergence_line(who: str, metrics: dict[str, Any]) -> list[str]:
+    d = metrics.get("diverged")
+    if not d:
+        return []
+    return [
+        f"{who} diverged at step {d['step']} (t = {d['time']:.6g}); metrics cover the steps "
+        f"before it: {d['reason']}"
+    ]
+
+
 def format_table(metrics: dict[str, Any]) -> str:
     """The evaluation report as an aligned text table (model vs floor)."""
     model, floor = metrics["model_metrics"], metrics["floor_metrics"] or {}
@@ -30,8 +49,8 @@ def format_table(metrics: dict[str, Any]) -> str:
         rows.append(
             (
                 f"state error @ {h} steps (dB)",
-                _fmt(model["state_error_db"][h], ".2f"),
-                _fmt(floor.get("state_error_db", {}).get(h), ".2f"),
+                _state_error(model, h),
+                _state_error(floor, h) if floor else "n/a",
             )
         )
     rows += [
@@ -60,6 +79,7 @@ def format_table(metrics: dict[str, Any]) -> str:
     w1 = max(len(r[1]) for r in [*rows, ("", "model", "")])
     lines = [head, f"{'metric':<{w0}}  {'model':>{w1}}  floor (true H, same integrator)"]
     lines += [f"{a:<{w0}}  {b:>{w1}}  {c}" for a, b, c in rows]
+    lines += _divergence_line("model", model) + _divergence_line("floor", floor)
     if metrics.get("floor_note"):
         lines.append(f"floor not computed: {metrics['floor_note']}")
     return "\n".join(lines)

@@ -361,7 +361,7 @@ def predict_split(
     n = data_split.n_t - 1 if n_steps is None else check_int("steps", n_steps)
     substeps = check_int("substeps", substeps)
     parameter = next(model.parameters())
-    q, p = rollout_numpy(
+    q, p, _ = rollout_numpy(
         model,
         data_split.q[:, 0],
         data_split.p[:, 0],

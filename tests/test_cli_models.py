@@ -95,9 +95,7 @@ def test_resume_from_the_cli(setup):
 
 def test_default_train_generates_the_pendulum_dataset(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = run(
-        "train", "--epochs", "1", "--hidden", "4", "--depth", "1", "--threads", "1", "--quiet"
-    )
+    result = run("train", "--epochs", "1", "--hidden", "4", "--depth", "1", "--threads", "1")
     assert_ok(result)
     ds = load_dataset(tmp_path / "data/pendulum.h5")
     assert ds.system == "pendulum" and ds.splits["train"].n_traj == 200
@@ -243,3 +241,21 @@ def test_bad_input_gives_one_line_exit_2_and_damages_nothing(case, setup, tmp_pa
     assert "Traceback" not in result.output
     after = snapshot(root)
     assert after == before  # nothing changed, nothing added (no stray or temporary files)
+
+
+def test_evaluate_a_diverging_model_writes_metrics_and_plots(setup, tmp_path):
+    _, _, runs = setup
+    run_dir = tmp_path / "wild"
+    shutil.copytree(runs / "g", run_dir)
+    raw = torch.load(run_dir / "best.pt", weights_only=True)
+    raw["model_state"] = {
+        k: v * 100 if k.startswith("net.") else v for k, v in raw["model_state"].items()
+    }  # Gauss-4 cannot converge
+    torch.save(raw, run_dir / "best.pt")
+    result = run("evaluate", run_dir)
+    assert_ok(result)
+    assert "model diverged at step" in result.output
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["model_metrics"]["diverged"]["step"] >= 1
+    assert_ok(run("plot", run_dir))
+    assert (run_dir / "plots" / "error_vs_horizon.png").read_bytes()[:4] == b"\x89PNG"

@@ -382,3 +382,19 @@ def test_bad_checkpoint_files(tmp_path):
     torch.save(raw, path)
     with pytest.raises(CheckpointError, match="weights do not fit"):
         load_model(path)
+
+
+def test_float64_runs_keep_float64_normalisation(data_dir, tmp_path):
+    """0.1 fitted the statistics into float32 buffers, then cast: float64 runs carried float32
+    rounding in their normalisation."""
+    torch.set_default_dtype(torch.float32)  # as in a plain `hamgrad train` process
+    try:
+        result = train(_config(data_dir / "pendulum.h5", tmp_path, name="f64", epochs=1))
+    finally:
+        torch.set_default_dtype(torch.float64)
+    model, _ = load_model(result.run_dir)
+    fresh = get_model("gradnet", 1, **SMALL).double()
+    fresh.fit_normalization(load_dataset(data_dir / "pendulum.h5").splits["train"], 0.1)
+    assert model.normalizer.scale.dtype == torch.float64
+    assert torch.equal(model.normalizer.scale, fresh.normalizer.scale)
+    assert torch.equal(model.normalizer.energy_scale, fresh.normalizer.energy_scale)

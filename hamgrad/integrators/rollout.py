@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,11 +13,35 @@ from hamgrad.errors import ConfigError, IntegratorError, check_int
 from hamgrad.integrators.base import Integrator, State, Stepper, check_dt
 from hamgrad.integrators.registry import get_integrator
 
-__all__ = ["Trajectory", "rollout"]
+__all__ = ["RolloutFailure", "Trajectory", "rollout"]
 
-# Finiteness is checked every this many steps (one device sync each) and at the end; a
-# non-finite value then triggers an exact replay from the last checked state to find its step.
+# The state is checked (finite, and the stepper's own `check`) every this many steps (one
+# device sync each) and at the end; a non-finite value then triggers an exact replay from the
+# last checked state to find its step.
 _CHECK_EVERY = 256
+
+
+@dataclass(frozen=True)
+class RolloutFailure:
+    """Why and where a rollout stopped being trustworthy.
+
+    Attributes
+    ----------
+    step : int
+        The first step that failed (a non-finite state, a failed implicit solve), or the step
+        at which a stepper's own check found the state wrong (Tao's defect).
+    last_good_step : int
+        The last step whose state is known good; saved states after it are NaN.
+    time : float
+        ``step · dt``.
+    reason : str
+        One line.
+    """
+
+    step: int
+    last_good_step: int
+    time: float
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -31,12 +56,16 @@ class Trajectory:
         Positions and momenta ``[..., n_saved, dof]`` (time on axis -2).
     method : str
         Registry name of the integrator that produced them.
+    failure : RolloutFailure or None
+        Set only by ``rollout(..., on_failure="stop")`` when the rollout failed; the states
+        saved after ``failure.last_good_step`` are then NaN.
     """
 
     t: Tensor
     q: Tensor
     p: Tensor
     method: str
+    failure: RolloutFailure | None = None
 
 
 def _check_state(q0: object, p0: object) -> None:
@@ -73,17 +102,36 @@ def _first_bad_step(stepper: Stepper, state: State, start: int, stop: int) -> in
     return stop
 
 
-def _nonfinite_error(method: str, k: int, dt: float) -> IntegratorError:
-    return IntegratorError(
-        f"rollout with {method!r}: non-finite state at step {k} (t = {k * dt:.6g}), last finite "
-        f"state at step {k - 1}; reduce dt or check the field"
+def _failure(step: int, last_good: int, dt: float, reason: str) -> RolloutFailure:
+    return RolloutFailure(step=step, last_good_step=last_good, time=step * dt, reason=reason)
+
+
+def _nonfinite(stepper: Stepper, state: State, start: int, stop: int, dt: float) -> RolloutFailure:
+    k = _first_bad_step(stepper, state, start, stop)
+    return _failure(
+        k,
+        k - 1,
+        dt,
+        f"non-finite state at step {k} (t = {k * dt:.6g}), last "
+        f"finite state at step {k - 1}; reduce dt or check the field",
     )
 
 
 def _rollout_steps(
-    integ: Integrator, field: object, q0: Tensor, p0: Tensor, dt: float, n_last: int, every: int
-) -> tuple[Tensor, Tensor]:
-    """Generic loop: step, keep every ``every``-th state, check finiteness periodically."""
+    integ: Integrator,
+    field: object,
+    q0: Tensor,
+    p0: Tensor,
+    dt: float,
+    n_last: int,
+    every: int,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[list[Tensor], list[Tensor], RolloutFailure | None]:
+    """Generic loop: step, keep every ``every``-th state, check the state periodically.
+
+    Returns the saved states so far and, if the rollout failed, why (the caller raises or
+    keeps the good part).
+    """
     stepper = integ.stepper(field, dt, q0)
     state = stepper.init(q0, p0)
     checked, checked_at = state, 0
@@ -92,38 +140,46 @@ def _rollout_steps(
         try:
             state = stepper.advance(state)
         except IntegratorError as err:
-            raise IntegratorError(f"rollout with {integ.name!r} failed at step {k}: {err}") from err
+            return qs, ps, _failure(k, k - 1, dt, f"failed at step {k}: {err}")
         if k % every == 0:
             q, p = stepper.observe(state)
             qs.append(q)
             ps.append(p)
         if k % _CHECK_EVERY == 0 or k == n_last:
             if not _finite(*stepper.observe(state)):
-                raise _nonfinite_error(
-                    integ.name, _first_bad_step(stepper, checked, checked_at, k), dt
-                )
+                return qs, ps, _nonfinite(stepper, checked, checked_at, k, dt)
             problem = stepper.check(state)
             if problem is not None:
-                raise IntegratorError(
-                    f"rollout with {integ.name!r} stopped at step {k} (t = {k * dt:.6g}): "
-                    f"{problem}"
+                return (
+                    qs,
+                    ps,
+                    _failure(
+                        k, checked_at, dt, f"stopped at step {k} (t = {k * dt:.6g}): {problem}"
+                    ),
                 )
             checked, checked_at = state, k
-    return torch.stack(qs, dim=-2), torch.stack(ps, dim=-2)
+            if progress is not None:
+                progress(k, n_last)
+    return qs, ps, None
 
 
 def _check_bulk(
     integ: Integrator, field: object, q: Tensor, p: Tensor, dt: float, every: int
-) -> tuple[Tensor, Tensor]:
+) -> RolloutFailure | None:
     """Check states ``[n_saved, ..., dof]`` solved in one call; name the first bad step."""
     bad = ~(torch.isfinite(q) & torch.isfinite(p)).flatten(1).all(dim=1)
-    if bool(bad.any()):
-        i = int(bad.nonzero()[0])
-        start = (i - 1) * every
-        stepper = integ.stepper(field, dt, q[0])
-        step = _first_bad_step(stepper, stepper.init(q[i - 1], p[i - 1]), start, i * every)
-        raise _nonfinite_error(integ.name, step, dt)
-    return q.movedim(0, -2), p.movedim(0, -2)
+    if not bool(bad.any()):
+        return None
+    i = int(bad.nonzero()[0])
+    stepper = integ.stepper(field, dt, q[0])
+    return _nonfinite(stepper, stepper.init(q[i - 1], p[i - 1]), (i - 1) * every, i * every, dt)
+
+
+def _keep_good(states: list[Tensor], n_saved: int, every: int, last_good: int) -> Tensor:
+    """Stack saved states ``[..., n_saved, dof]``; NaN for those after step ``last_good``."""
+    good = [x for i, x in enumerate(states) if i * every <= last_good]
+    pad = [torch.full_like(states[0], float("nan"))] * (n_saved - len(good))
+    return torch.stack(good + pad, dim=-2)
 
 
 def rollout(
@@ -134,6 +190,9 @@ def rollout(
     n_steps: int,
     method: str | Integrator = "yoshida4",
     save_every: int = 1,
+    *,
+    on_failure: str = "raise",
+    progress: Callable[[int, int], None] | None = None,
     **options: Any,
 ) -> Trajectory:
     """Integrate ``field`` from ``(q0, p0)`` for ``n_steps`` steps of size ``dt``.
@@ -156,6 +215,15 @@ def rollout(
     save_every : int
         Keep the state after every ``save_every``-th step. Steps after the last saved one
         (``n_steps % save_every`` of them) are not computed.
+    on_failure : {"raise", "stop"}
+        What a failed rollout does (a non-finite state, a failed implicit solve, a stepper's
+        own check such as Tao's defect): ``"raise"`` an `IntegratorError` naming the step, or
+        ``"stop"`` there and return the trajectory with the states after the last good one
+        set to NaN and ``Trajectory.failure`` saying why (evaluation uses this to report a
+        diverging model up to its divergence).
+    progress : callable, optional
+        ``progress(step, n_steps)``, called every 256 steps (where the state is checked);
+        for progress bars on long rollouts.
     **options
         Method options passed to `get_integrator`, e.g. ``tol=1e-14`` for ``gauss4`` or
         ``omega=20`` for ``tao2``.
@@ -178,6 +246,8 @@ def rollout(
         state became non-finite (with the first non-finite step).
     """
     integ = get_integrator(method, field, **options)
+    if on_failure not in ("raise", "stop"):
+        raise ConfigError(f"on_failure must be 'raise' or 'stop', got {on_failure!r}")
     _check_state(q0, p0)
     dt = check_dt(dt)
     n_steps = check_int("n_steps", n_steps, minimum=0)
@@ -187,8 +257,15 @@ def rollout(
     n_last = (n_steps // save_every) * save_every
     bulk = integ.integrate_saved(field, q0, p0, dt, n_last, save_every) if n_last > 0 else None
     if bulk is not None:
-        q, p = _check_bulk(integ, field, *bulk, dt, save_every)
+        failure = _check_bulk(integ, field, *bulk, dt, save_every)
+        qs, ps = list(bulk[0].unbind(0)), list(bulk[1].unbind(0))
     else:
-        q, p = _rollout_steps(integ, field, q0, p0, dt, n_last, save_every)
+        qs, ps, failure = _rollout_steps(integ, field, q0, p0, dt, n_last, save_every, progress)
+    if failure is not None and on_failure == "raise":
+        raise IntegratorError(f"rollout with {integ.name!r}: {failure.reason}")
+    n_saved = n_last // save_every + 1
+    last_good = n_last if failure is None else failure.last_good_step
+    q = _keep_good(qs, n_saved, save_every, last_good)
+    p = _keep_good(ps, n_saved, save_every, last_good)
     t = torch.arange(0, n_last + 1, save_every, dtype=q0.dtype, device=q0.device) * dt
-    return Trajectory(t=t, q=q, p=p, method=integ.name)
+    return Trajectory(t=t, q=q, p=p, method=integ.name, failure=failure)

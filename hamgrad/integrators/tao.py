@@ -112,10 +112,12 @@ class _TaoStepper(Stepper):
         defect = float(gap / scale)
         if defect <= self.method.max_defect:
             return None
-        return (f"the two copies of phase space separated: defect {defect:.3g} > max_defect="
-                f"{self.method.max_defect:g}, so the result is wrong; raise omega (now "
-                f"{self.method.omega:g}) and reduce dt, or use gauss4 (see hamgrad.integrators"
-                ".tao, 'Choosing omega')")
+        return (
+            f"the two copies of phase space separated: defect {defect:.3g} > max_defect="
+            f"{self.method.max_defect:g}, so the result is wrong; raise omega (now "
+            f"{self.method.omega:g}) and reduce dt, or use gauss4 (see hamgrad.integrators"
+            ".tao, 'Choosing omega')"
+        )
 
 
 @dataclass(frozen=True)
@@ -143,8 +145,10 @@ class TaoIntegrator(Integrator):
     def __post_init__(self) -> None:
         check_finite("omega", self.omega, positive=True)
         if not (isinstance(self.max_defect, (int, float)) and self.max_defect > 0):
-            raise ConfigError(f"max_defect must be a positive number (inf disables the check), "
-                              f"got {self.max_defect!r}")
+            raise ConfigError(
+                f"max_defect must be a positive number (inf disables the check), "
+                f"got {self.max_defect!r}"
+            )
 
     @classmethod
     def of_order(cls, order: int) -> TaoIntegrator:

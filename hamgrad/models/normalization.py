@@ -50,11 +50,9 @@ class Normalizer(nn.Module):
     def __init__(self, dof: int) -> None:
         super().__init__()
         self.dof = dof
-        # Statistics are computed in float64 and kept so until the model is cast: a float64
-        # model must not carry float32-rounded normalisation.
-        self.register_buffer("mean", torch.zeros(2 * dof, dtype=torch.float64))
-        self.register_buffer("scale", torch.ones(2 * dof, dtype=torch.float64))
-        self.register_buffer("energy_scale", torch.ones((), dtype=torch.float64))
+        self.register_buffer("mean", torch.zeros(2 * dof))
+        self.register_buffer("scale", torch.ones(2 * dof))
+        self.register_buffer("energy_scale", torch.ones(()))
 
     def set_statistics(self, mean: Tensor, scale: Tensor, energy_scale: float | Tensor) -> None:
         """Store ``mu`` (``[2*dof]``), ``sigma`` (``[2*dof]``, > 0) and the energy scale ``c``."""

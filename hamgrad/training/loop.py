@@ -267,8 +267,10 @@ def train(
 
     generator = torch.Generator().manual_seed(config.seed)
     model = get_model(config.model, dataset.dof, generator=generator, **config.model_params)
-    model.fit_normalization(train_split, dataset.dt)
+    # Cast first: statistics fitted into float32 buffers and then cast to float64 would carry
+    # float32 rounding into a float64 run.
     model.to(device=device, dtype=dtype)
+    model.fit_normalization(train_split, dataset.dt)
     loss_fn = build_loss(
         config.loss,
         model,
