@@ -82,14 +82,18 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError:
-        raise
     except Exception as exc:  # an untrusted file: any failure of the safe unpickler is bad input
+        # (a truncated zip reaches us as OSError "Invalid argument", without the file name)
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         raise CheckpointError(
-            f"checkpoint {path} could not be read ({type(exc).__name__}); "
-            "expected a file written by hamgrad train"
+            f"checkpoint {path} could not be read ({detail}); expected a file written by "
+            "hamgrad train"
         ) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+    if (
+        not isinstance(ckpt, dict)
+        or not isinstance(ckpt.get("format"), str)
+        or ckpt["format"] != CHECKPOINT_FORMAT
+    ):
         raise CheckpointError(
             f"checkpoint {path} is not a hamgrad checkpoint; expected format {CHECKPOINT_FORMAT!r}"
         )

@@ -26,8 +26,9 @@ import h5py
 import numpy as np
 
 from hamgrad._atomic import atomic_target
+from hamgrad._resources import check_memory, format_bytes
 from hamgrad._version import __version__
-from hamgrad.errors import DatasetError
+from hamgrad.errors import DatasetError, HamgradError
 
 __all__ = [
     "FORMAT",
@@ -145,7 +146,7 @@ def _check_array(where: str, name: str, value: Any, shape: tuple[int, ...]) -> n
 
 def _check_root(where: str, attrs: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(attrs)
-    if out.get("format") != FORMAT:
+    if not isinstance(out.get("format"), str) or out["format"] != FORMAT:
         raise _fail(where, "attribute 'format'", f"is {out.get('format')!r}, expected {FORMAT!r}")
     version = out.get("format_version")
     if (
@@ -326,18 +327,64 @@ def load_dataset(path: str | os.PathLike[str]) -> Dataset:
                 )
             splits = {}
             for name in present:
-                group = f[name]
-                if not isinstance(group, h5py.Group):
-                    raise _fail(where, name, "is not a group")
+                group = _member(f, name, h5py.Group, where)
+                here = f"{where}: split {name!r}"
                 missing = [n for n in ("t", "q", "p") if n not in group]
                 if missing:
-                    raise _fail(f"{where}: split {name!r}", missing[0], "is missing (required)")
-                fields = {n: group[n][()] for n in ("t", *_TRAJ_FIELDS, "energy") if n in group}
+                    raise _fail(here, missing[0], "is missing (required)")
+                fields = {
+                    n: _read_array(_member(group, n, h5py.Dataset, here), here, n)
+                    for n in ("t", *_TRAJ_FIELDS, "energy")
+                    if n in group
+                }
                 raw = Split(attrs={k: _read_attr(v) for k, v in group.attrs.items()}, **fields)
                 splits[name] = _check_split(where, name, raw, attrs["dof"], attrs["dt"])
-    except OSError as exc:
-        raise DatasetError(f"{where}: unreadable HDF5 file ({exc})") from None
+    except HamgradError:
+        raise
+    except Exception as exc:  # a damaged file can fail anywhere inside h5py: it is bad input
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise DatasetError(
+            f"{where}: unreadable HDF5 file ({type(exc).__name__}: {first}); "
+            "expected a dataset written by hamgrad"
+        ) from None
     return Dataset(path=path, attrs=attrs, splits=splits)
+
+
+def _member(group: h5py.Group, name: str, kind: type, where: str) -> Any:
+    """``group[name]`` if it is a plain (hard-linked) member of the expected kind.
+
+    Soft and external links are refused: an external link would read another file than the
+    one the user named, and a dangling one fails deep inside h5py.
+    """
+    link = group.get(name, getlink=True)
+    if not isinstance(link, h5py.HardLink):
+        raise _fail(
+            where, name, f"is a {type(link).__name__}; expected the data itself, not a link"
+        )
+    member = group[name]
+    if not isinstance(member, kind):
+        raise _fail(where, name, f"is a {type(member).__name__}; expected a {kind.__name__}")
+    return member
+
+
+def _read_array(dataset: h5py.Dataset, where: str, name: str) -> np.ndarray:
+    """Read a dataset after checking, from its header, that the file really holds it.
+
+    An uncompressed dataset must have all its bytes in the file (an 8 KiB file claiming a
+    745 GiB array is refused before any allocation), and any dataset must fit in memory.
+    """
+    nbytes = int(np.prod(dataset.shape, dtype=np.float64)) * dataset.dtype.itemsize
+    if dataset.compression is None and dataset.id.get_storage_size() < nbytes:
+        raise _fail(
+            where,
+            name,
+            f"claims a {list(dataset.shape)} {dataset.dtype} array "
+            f"({format_bytes(nbytes)}) but the file stores "
+            f"{format_bytes(dataset.id.get_storage_size())} of it; the file is "
+            "truncated or malformed",
+        )
+    check_memory(f"{where}: {name}", nbytes, "expected a dataset that fits in memory")
+    return dataset[()]
 
 
 def concatenate_datasets(

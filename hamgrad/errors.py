@@ -55,7 +55,13 @@ def check_int(name: str, value: object, minimum: int = 1, maximum: int | None = 
 
 
 def check_finite(name: str, value: object, positive: bool = False) -> float:
-    """Return ``value`` as float if finite (and > 0 when ``positive``), else raise `ConfigError`."""
+    """Return ``value`` as float if finite (and > 0 when ``positive``), else raise `ConfigError`.
+
+    A number means a number: booleans (TOML ``lr = true``) and strings (``lr = "0.1"``) are
+    refused, not converted.
+    """
+    if isinstance(value, (bool, str, bytes)):
+        raise ConfigError(f"{name} must be a real number, got {value!r}")
     try:
         x = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 from hamgrad._device import resolve_device
+from hamgrad._resources import check_memory
 from hamgrad.data import Dataset, Split
 from hamgrad.db import decibels
 from hamgrad.errors import ConfigError, DatasetError, IntegratorError, check_finite, check_int
@@ -358,6 +359,12 @@ def evaluate(
             f"{dataset.path}: split {split!r} has a single time sample; "
             "expected trajectories of at least 2 samples"
         )
+    # truth, model and floor rollouts: q and p of each, with the rollout's own working copies
+    check_memory(
+        f"a horizon of {n_steps} steps",
+        10 * data_split.q[:, :1].nbytes * (n_steps + 1),
+        "expected a shorter --horizon",
+    )
     device = resolve_device(device)
     model = model.to(device)
     dtype = next(model.parameters()).dtype

@@ -28,7 +28,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from hamgrad._atomic import atomic_write, write_json
+from hamgrad._atomic import atomic_write, check_writable, write_json
 from hamgrad.checkpoint import load_model
 from hamgrad.data import Dataset, Split, write_dataset
 from hamgrad.errors import CheckpointError, ConfigError, DatasetError, check_int
@@ -339,6 +339,7 @@ def predict_split(
     substeps: int = 1,
     overwrite: bool = False,
     source: str = "",
+    progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Roll ``model`` out from every first state of ``split``; write the predictions as HDF5.
 
@@ -359,6 +360,9 @@ def predict_split(
     check_dof(model, dataset)
     integrator = model.integrator(method)
     n = data_split.n_t - 1 if n_steps is None else check_int("steps", n_steps)
+    if Path(out).exists() and not overwrite:  # found now, not after the rollout
+        raise DatasetError(f"{out}: file exists; pass overwrite=True (--overwrite) to replace")
+    check_writable(out)
     substeps = check_int("substeps", substeps)
     parameter = next(model.parameters())
     q, p, _ = rollout_numpy(
@@ -371,6 +375,7 @@ def predict_split(
         substeps,
         parameter.dtype,
         parameter.device,
+        progress=progress,
     )
     attrs = {
         "dof": dataset.dof,

@@ -259,3 +259,15 @@ def test_evaluate_a_diverging_model_writes_metrics_and_plots(setup, tmp_path):
     assert metrics["model_metrics"]["diverged"]["step"] >= 1
     assert_ok(run("plot", run_dir))
     assert (run_dir / "plots" / "error_vs_horizon.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_long_rollouts_show_progress_on_stderr(setup, monkeypatch):
+    from hamgrad.cli import model_cmds
+
+    _, _, runs = setup
+    monkeypatch.setattr(model_cmds._StepProgress, "MIN_STEPS", 100)  # "long" for this test
+    result = run("evaluate", runs / "g", "--horizon", "300")
+    assert_ok(result)
+    assert "evaluate: model rollout: step 256/300" in result.stderr
+    assert "evaluate: model rollout: step 300/300 (100%)" in result.stderr
+    assert "model rollout" not in result.stdout  # the table on stdout stays clean

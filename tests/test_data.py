@@ -20,14 +20,28 @@ def _split(rng: np.random.Generator, n_traj: int = 3, n_t: int = NT, full: bool 
     shape = (n_traj, n_t, DOF)
     extra = {}
     if full:
-        extra = {"dq_dt": rng.standard_normal(shape), "dp_dt": rng.standard_normal(shape),
-                 "energy": rng.standard_normal(shape[:2])}
-    return Split(t=DT * np.arange(n_t, dtype=np.float64), q=rng.standard_normal(shape),
-                 p=rng.standard_normal(shape), **extra)
+        extra = {
+            "dq_dt": rng.standard_normal(shape),
+            "dp_dt": rng.standard_normal(shape),
+            "energy": rng.standard_normal(shape[:2]),
+        }
+    return Split(
+        t=DT * np.arange(n_t, dtype=np.float64),
+        q=rng.standard_normal(shape),
+        p=rng.standard_normal(shape),
+        **extra,
+    )
 
 
-ATTRS = {"dof": DOF, "dt": DT, "system": "spring-chain", "system_params": {"n": 2, "m": 1.0},
-         "seed": 3, "noise_std": 0.0, "reference": "test"}
+ATTRS = {
+    "dof": DOF,
+    "dt": DT,
+    "system": "spring-chain",
+    "system_params": {"n": 2, "m": 1.0},
+    "seed": 3,
+    "noise_std": 0.0,
+    "reference": "test",
+}
 
 
 def test_round_trip_values_dtypes_attrs(tmp_path, rng):
@@ -54,8 +68,9 @@ def test_file_with_only_required_fields_loads(tmp_path, rng):
     path = tmp_path / "min.h5"
     split = _split(rng, full=False)
     with h5py.File(path, "w") as f:
-        f.attrs.update({"format": "hamgrad.trajectories", "format_version": 1, "dof": DOF,
-                        "dt": DT})
+        f.attrs.update(
+            {"format": "hamgrad.trajectories", "format_version": 1, "dof": DOF, "dt": DT}
+        )
         g = f.create_group("val")
         for name in ("t", "q", "p"):
             g[name] = getattr(split, name)
@@ -75,31 +90,48 @@ def _replace(group: str, name: str, value):
     def act(f):
         del f[group][name]
         f[group][name] = value
+
     return act
 
 
 MALFORMED = {
     "not_hdf5": (None, r"not an HDF5 file"),
     "missing_file": (None, r"no such file"),
-    "unknown_version": (lambda f: f.attrs.__setitem__("format_version", 2),
-                        r"attribute 'format_version': is 2, expected 1"),
-    "wrong_format": (lambda f: f.attrs.__setitem__("format", "other"),
-                     r"attribute 'format': is 'other'"),
+    "unknown_version": (
+        lambda f: f.attrs.__setitem__("format_version", 2),
+        r"attribute 'format_version': is 2, expected 1",
+    ),
+    "wrong_format": (
+        lambda f: f.attrs.__setitem__("format", "other"),
+        r"attribute 'format': is 'other'",
+    ),
     "missing_dof": (lambda f: f.attrs.__delitem__("dof"), r"attribute 'dof': is None"),
     "no_groups": (lambda f: [f.__delitem__(n) for n in list(f)], r"no split group"),
     "missing_q": (lambda f: f["train"].__delitem__("q"), r"split 'train': q: is missing"),
-    "wrong_shape": (_replace("train", "p", np.zeros((3, NT, DOF + 1))),
-                    r"split 'train': p: shape is \[3, 5, 3\], expected \[3, 5, 2\]"),
-    "nan": (_replace("train", "dq_dt", np.full((3, NT, DOF), np.nan)),
-            r"split 'train': dq_dt: contains 30 NaN/inf values"),
-    "inf_energy": (_replace("train", "energy", np.full((3, NT), np.inf)),
-                   r"split 'train': energy: contains 15 NaN/inf"),
-    "wrong_dtype": (_replace("train", "q", np.zeros((3, NT, DOF), dtype=np.float32)),
-                    r"split 'train': q: dtype is float32, expected float64"),
-    "bad_t_spacing": (_replace("train", "t", np.linspace(0, 1, NT) ** 2),
-                      r"split 'train': t: spacing is not the file's dt=0.25"),
-    "bad_params_json": (lambda f: f.attrs.__setitem__("system_params", "{oops"),
-                        r"attribute 'system_params': is not valid JSON"),
+    "wrong_shape": (
+        _replace("train", "p", np.zeros((3, NT, DOF + 1))),
+        r"split 'train': p: shape is \[3, 5, 3\], expected \[3, 5, 2\]",
+    ),
+    "nan": (
+        _replace("train", "dq_dt", np.full((3, NT, DOF), np.nan)),
+        r"split 'train': dq_dt: contains 30 NaN/inf values",
+    ),
+    "inf_energy": (
+        _replace("train", "energy", np.full((3, NT), np.inf)),
+        r"split 'train': energy: contains 15 NaN/inf",
+    ),
+    "wrong_dtype": (
+        _replace("train", "q", np.zeros((3, NT, DOF), dtype=np.float32)),
+        r"split 'train': q: dtype is float32, expected float64",
+    ),
+    "bad_t_spacing": (
+        _replace("train", "t", np.linspace(0, 1, NT) ** 2),
+        r"split 'train': t: spacing is not the file's dt=0.25",
+    ),
+    "bad_params_json": (
+        lambda f: f.attrs.__setitem__("system_params", "{oops"),
+        r"attribute 'system_params': is not valid JSON",
+    ),
 }
 
 
@@ -166,8 +198,9 @@ def test_interrupted_write_leaves_no_target_and_no_temp(tmp_path, rng, monkeypat
 
 def test_concatenate_checks_compatibility(tmp_path, rng):
     a = write_dataset(tmp_path / "a.h5", {"train": _split(rng)}, {**ATTRS, "shard": "0/2"})
-    b = write_dataset(tmp_path / "b.h5", {"train": _split(rng, n_traj=1)},
-                      {**ATTRS, "shard": "1/2"})
+    b = write_dataset(
+        tmp_path / "b.h5", {"train": _split(rng, n_traj=1)}, {**ATTRS, "shard": "1/2"}
+    )
     out = concatenate_datasets([a, b], tmp_path / "ab.h5")
     joined = load_dataset(out)
     assert joined["train"].n_traj == 4 and "shard" not in joined.attrs

@@ -6,6 +6,8 @@ separable entries), so a new model gets them for free.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -309,3 +311,19 @@ def test_initial_model_does_not_depend_on_the_default_dtype(name):
     low, high = built[torch.float32].state_dict(), built[torch.float64].state_dict()
     for key, value in high.items():
         torch.testing.assert_close(low[key], value, rtol=1e-7, atol=1e-7, msg=key)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "want"),
+    [
+        ("normalize", "maybe", "true or false"),
+        ("normalize", 1, "true or false"),
+        ("hidden", 8.0, "an integer"),
+        ("hidden", True, "an integer"),
+        ("activation", 3, "a name"),
+        ("net", ["gradnet-c"], "a name"),
+    ],
+)
+def test_hyperparameters_are_typed_strictly(key, value, want):
+    with pytest.raises(ConfigError, match=f"{key} must be {re.escape(want)}"):
+        get_model("gradnet", DOF, **{key: value})

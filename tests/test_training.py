@@ -398,3 +398,28 @@ def test_float64_runs_keep_float64_normalisation(data_dir, tmp_path):
     assert model.normalizer.scale.dtype == torch.float64
     assert torch.equal(model.normalizer.scale, fresh.normalizer.scale)
     assert torch.equal(model.normalizer.energy_scale, fresh.normalizer.energy_scale)
+
+
+@pytest.mark.parametrize(
+    ("toml", "match"),
+    [
+        ("lr = true", "lr must be a real number, got True"),
+        ('lr = "0.1"', "lr must be a real number, got '0.1'"),
+        ("epochs = 3.0", "epochs must be an integer"),
+        ("grad_clip = false", "grad_clip must be a real number"),
+        ("[integrator_options]\nomega = true", "omega must be a finite positive number|omega must"),
+    ],
+)
+def test_toml_values_are_typed_strictly(toml, match, tmp_path):
+    path = tmp_path / "c.toml"
+    extra = 'integrator = "tao2"\n' if "integrator_options" in toml else ""
+    path.write_text(f'data = "d.h5"\n{extra}{toml}\n')
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig.from_toml(path)
+
+
+def test_a_toml_file_that_is_not_utf8_is_one_clear_error(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_bytes(b'data = "d\xff.h5"\n')
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        TrainConfig.from_toml(path)

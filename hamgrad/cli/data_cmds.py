@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -75,8 +76,13 @@ def simulate(
     quiet: bool,
 ) -> None:
     """Simulate SYSTEM (a registry name or module:Class) into an HDF5 dataset."""
+    from hamgrad._atomic import check_writable
+    from hamgrad.errors import DatasetError
     from simulators import generate
 
+    if Path(out).exists() and not overwrite:  # both found before the simulation, not after
+        raise DatasetError(f"{out}: file exists; pass --overwrite to replace it")
+    check_writable(out)
     path = generate(
         system,
         out,

@@ -139,6 +139,26 @@ class _Progress:
             click.echo(text, err=True)
 
 
+class _StepProgress:
+    """``progress(step, total)`` for long rollouts: stderr, every tenth of the way (a live
+    line on a terminal). Short rollouts (under `MIN_STEPS`) print nothing."""
+
+    MIN_STEPS = 20_000
+
+    def __init__(self, label: str) -> None:
+        self.label, self.shown, self.tty = label, -1, sys.stderr.isatty()
+
+    def __call__(self, step: int, total: int) -> None:
+        if total < self.MIN_STEPS:
+            return
+        tenth = 10 * step // total
+        if self.tty:
+            click.echo(f"\r{self.label}: step {step}/{total}", err=True, nl=step == total)
+        elif tenth != self.shown:
+            click.echo(f"{self.label}: step {step}/{total} ({10 * tenth}%)", err=True)
+        self.shown = tenth
+
+
 def _default_dataset(path: str, quiet: bool) -> None:
     """Generate the default pendulum dataset at ``path`` unless it exists."""
     from simulators import generate
@@ -290,6 +310,7 @@ def _evaluate(
         run,
         dataset,
         method=_method(integrator, integrator_options),
+        progress=_StepProgress("evaluate: model rollout"),
         **_true_system(dataset, trusted),
         **options,
     )
@@ -361,6 +382,7 @@ def rollout_cmd(
         substeps=substeps,
         overwrite=overwrite,
         source=str(run),
+        progress=_StepProgress("rollout"),
     )
     click.echo(f"wrote {path}")
 
@@ -415,15 +437,18 @@ def evaluate_cmd(run: str, data: str | None, trusted: str | None, **options: Any
 @threads_option
 def plot_cmd(run: str, data: str | None, trusted: str | None, out: str | None) -> None:
     """Write phase portraits, energy vs time and error vs horizon of RUN as PNGs."""
+    from hamgrad._atomic import check_writable
     from hamgrad.checkpoint import find_checkpoint
-    from hamgrad.plotting import write_plots
+    from hamgrad.plotting import PLOTS, write_plots
     from hamgrad.run import RunPaths, load_curves
 
     find_checkpoint(run)
     paths = RunPaths(run)
+    out_dir = Path(out) if out is not None else paths.plots
+    check_writable(out_dir / next(iter(PLOTS)))  # before any evaluation work
     if paths.curves.exists() and data is None and trusted is None:
         curves = load_curves(paths.curves)
     else:
         curves = _evaluate(run, data, trusted, None, ())[0].curves
-    for path in write_plots(curves, out if out is not None else paths.plots):
+    for path in write_plots(curves, out_dir):
         click.echo(f"wrote {path}")

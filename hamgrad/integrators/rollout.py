@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from hamgrad._resources import check_memory
 from hamgrad.errors import ConfigError, IntegratorError, check_int
 from hamgrad.integrators.base import Integrator, State, Stepper, check_dt
 from hamgrad.integrators.registry import get_integrator
@@ -175,6 +176,22 @@ def _check_bulk(
     return _nonfinite(stepper, stepper.init(q[i - 1], p[i - 1]), (i - 1) * every, i * every, dt)
 
 
+# Below this many bytes of saved states a rollout skips the memory check (it reads
+# /proc/meminfo), so the short unrolls of a training step pay nothing for it.
+_CHECKED_ABOVE = 1 << 28
+
+
+def _check_output_size(n_steps: int, n_saved: int, q0: Tensor) -> None:
+    # q and p, each saved once in the list and once stacked.
+    nbytes = 4 * n_saved * q0.numel() * q0.element_size()
+    if nbytes > _CHECKED_ABOVE:
+        check_memory(
+            f"a rollout of {n_steps} steps saving {n_saved} states of {tuple(q0.shape)}",
+            nbytes,
+            "save fewer states (save_every) or roll out fewer steps or trajectories",
+        )
+
+
 def _keep_good(states: list[Tensor], n_saved: int, every: int, last_good: int) -> Tensor:
     """Stack saved states ``[..., n_saved, dof]``; NaN for those after step ``last_good``."""
     good = [x for i, x in enumerate(states) if i * every <= last_good]
@@ -255,6 +272,7 @@ def rollout(
     if not _finite(q0, p0):
         raise IntegratorError("rollout: initial state (step 0) is not finite")
     n_last = (n_steps // save_every) * save_every
+    _check_output_size(n_steps, n_last // save_every + 1, q0)
     bulk = integ.integrate_saved(field, q0, p0, dt, n_last, save_every) if n_last > 0 else None
     if bulk is not None:
         failure = _check_bulk(integ, field, *bulk, dt, save_every)

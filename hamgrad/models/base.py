@@ -46,6 +46,25 @@ def build_net(
     return get_net(name, dim=dim, hidden=hidden, depth=depth, generator=generator, **kwargs)
 
 
+def _check_type(model: str, key: str, value: Any, default: Any) -> None:
+    """A hyperparameter must have the JSON type of its default (``None`` default: a name).
+
+    ``--param normalize=maybe`` arrives as the string ``"maybe"``; it must be refused, not
+    read as true.
+    """
+    if isinstance(default, bool):
+        ok, want = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        want = "a number"
+    else:  # str, or None for "the net's own choice"
+        ok, want = value is None or isinstance(value, str), "a name (or null)"
+    if not ok:
+        raise ConfigError(f"model {model!r}: hyperparameter {key} must be {want}, got {value!r}")
+
+
 class LearnedModel(nn.Module, ABC):
     """Base of the models in `hamgrad.models.MODELS`.
 
@@ -86,6 +105,8 @@ class LearnedModel(nn.Module, ABC):
                 f"model {self.name!r} got unknown hyperparameter {unknown[0]!r}; "
                 f"expected some of: {', '.join(sorted(self.defaults))}"
             )
+        for key, value in hparams.items():
+            _check_type(self.name, key, value, self.defaults[key])
         self.hparams: dict[str, Any] = {**self.defaults, **hparams}
         for key in ("hidden", "depth"):
             if key in self.hparams:

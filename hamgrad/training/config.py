@@ -166,8 +166,10 @@ class TrainConfig:
         try:
             with open(path, "rb") as fh:
                 values = tomllib.load(fh)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path}: not valid TOML ({exc})") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"config file {path}: not valid TOML ({exc}); expected UTF-8 TOML"
+            ) from None
         return cls.from_layers(
             defaults or {}, values, overrides or {}, source=f"config file {path}"
         )

@@ -21,10 +21,12 @@ import torch
 
 from hamgrad._atomic import write_json, write_jsonl
 from hamgrad._device import DTYPES, resolve_device, set_threads
+from hamgrad._resources import check_memory
 from hamgrad.checkpoint import load_checkpoint, save_checkpoint
 from hamgrad.data import Dataset, load_dataset
 from hamgrad.errors import CheckpointError, ConfigError, HamgradError
 from hamgrad.models import LearnedModel, get_model
+from hamgrad.nets import count_parameters
 from hamgrad.run import (
     RUN_FORMAT,
     RunLock,
@@ -265,6 +267,7 @@ def train(
     dataset = load_dataset(str(config.data))  # validate() checked it is a path
     train_split = dataset.split("train")
 
+    _check_model_size(config, dataset.dof, dtype)
     generator = torch.Generator().manual_seed(config.seed)
     model = get_model(config.model, dataset.dof, generator=generator, **config.model_params)
     # Cast first: statistics fitted into float32 buffers and then cast to float64 would carry
@@ -367,6 +370,19 @@ def train(
         best_loss=state.best_loss,
         stop_reason=stop_reason,
         loss=loss_fn.spec,
+    )
+
+
+def _check_model_size(config: TrainConfig, dof: int, dtype: torch.dtype) -> None:
+    """Refuse a model too large for memory from its shape alone (built on the meta device)."""
+    with torch.device("meta"):
+        n = count_parameters(get_model(config.model, dof, **config.model_params))
+    # weights, gradients and Adam's two moments
+    nbytes = 4 * n * torch.empty((), dtype=dtype).element_size()
+    check_memory(
+        f"model {config.model!r} with {n:,} parameters",
+        nbytes,
+        "use a smaller hidden width or depth",
     )
 
 
