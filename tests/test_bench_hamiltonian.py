@@ -30,20 +30,8 @@ def _finite_numbers(obj) -> list[float]:
 def test_smoke_run_has_every_row_and_finite_numbers(tmp_path, capsys):
     bh = load_script()
     out_json = tmp_path / "out.json"
-    assert (
-        bh.main(
-            [
-                "--smoke",
-                "--work-dir",
-                str(tmp_path / "runs"),
-                "--data-dir",
-                str(tmp_path / "data"),
-                "--json",
-                str(out_json),
-            ]
-        )
-        == 0
-    )
+    assert bh.main(["--smoke", "--work-dir", str(tmp_path / "runs"), "--data-dir",
+                    str(tmp_path / "data"), "--json", str(out_json)]) == 0
     text = capsys.readouterr().out
     results = json.loads(out_json.read_text())
     profile = bh.PROFILES["smoke"]
@@ -62,13 +50,8 @@ def test_smoke_run_has_every_row_and_finite_numbers(tmp_path, capsys):
     for r in runs:
         hs = [h for h in bh.STATE_HORIZONS if h <= profile.horizon]
         assert {str(h) for h in hs} <= set(r["state_error_db"])
-        values = [
-            r["derivative_error_db"],
-            *[r["state_error_db"][str(h)] for h in hs],
-            r["energy_rel_error_max"],
-            r["vpt_time"],
-            r["epoch_s"],
-        ]
+        values = [r["derivative_error_db"], *[r["state_error_db"][str(h)] for h in hs],
+                  r["energy_rel_error_max"], r["vpt_time"], r["epoch_s"]]
         assert all(isinstance(v, float) and math.isfinite(v) for v in values), r
     # every model of one system within the ±5 % budget
     for b in results["main"]["budgets"]:
