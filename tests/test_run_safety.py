@@ -14,6 +14,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import h5py
 import pytest
 import torch
 from test_training_helpers import _one_thread, make_dataset  # noqa: F401
@@ -311,3 +312,25 @@ def test_ctrl_c_is_one_line_exit_130_and_the_run_resumes(data, tmp_path, signals
     assert done.returncode == 0, done.stderr
     epochs = [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert epochs == list(range(1, 101))
+
+
+def test_a_run_finds_its_dataset_from_another_directory_and_notices_changes(
+        data, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from hamgrad.cli import main
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    (work / "d.h5").write_bytes(Path(data).read_bytes())
+    monkeypatch.chdir(work)
+    train(TrainConfig.from_mapping({"data": "d.h5", "runs_dir": "runs", "name": "r", **TINY}))
+    monkeypatch.chdir(elsewhere)  # 0.1 looked for "d.h5" here
+    run_dir = str(work / "runs/r")
+    assert CliRunner().invoke(main, ["evaluate", run_dir]).exit_code == 0
+    assert train(resume=run_dir).epochs == 3
+    with h5py.File(work / "d.h5", "r+") as f:  # the data changes under the run
+        f.attrs["noise_std"] = 0.5
+    result = CliRunner().invoke(main, ["evaluate", run_dir])
+    assert result.exit_code == 2 and "changed since the run was trained" in result.stderr
