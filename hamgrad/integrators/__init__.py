@@ -12,7 +12,7 @@ from hamgrad.integrators.registry import (
     check_applicable,
     get_integrator,
 )
-from hamgrad.integrators.rollout import Trajectory, rollout
+from hamgrad.integrators.rollout import RolloutFailure, Trajectory, rollout
 from hamgrad.integrators.tableau import ButcherTableau, SplittingTableau
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "INTEGRATORS",
     "ButcherTableau",
     "Integrator",
+    "RolloutFailure",
     "SplittingTableau",
     "Stepper",
     "Trajectory",
