@@ -30,8 +30,11 @@ demo: $(STAMP)
 demo-gradnet: $(STAMP)
 	$(BIN)/python -m hamgrad.demo
 
+# The quick profile of the three Hamiltonian benchmarks (BENCHMARKS.md section 5).
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_hamiltonian.py --quick
+	$(BIN)/python scripts/bench_hnn_protocol.py --quick
+	$(BIN)/python scripts/bench_long_horizon.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache
