@@ -45,8 +45,10 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def names(kind: str, registry: dict[str, Any]) -> Callable[[str], list[str]]:
-    """An argparse ``type``: comma-separated keys of ``registry``, unknown ones rejected."""
+def add_names(
+    parser: argparse.ArgumentParser, option: str, kind: str, registry: dict[str, Any]
+) -> None:
+    """Option ``option``: comma-separated keys of ``registry`` (default: all); unknown: an error."""
 
     def parse(text: str) -> list[str]:
         chosen = [n for n in text.split(",") if n]
@@ -57,7 +59,7 @@ def names(kind: str, registry: dict[str, Any]) -> Callable[[str], list[str]]:
             )
         return chosen
 
-    return parse
+    parser.add_argument(option, type=parse, default=list(registry), help=f"{kind}s to run")
 
 
 def build_parser(doc: str) -> argparse.ArgumentParser:
@@ -95,28 +97,27 @@ def build_parser(doc: str) -> argparse.ArgumentParser:
     return parser
 
 
-def choose_profile(args: argparse.Namespace, profiles: dict[str, Any]) -> Any:
-    """The profile named by ``args.profile``, with ``seeds`` = ``range(args.seeds)`` if given."""
-    profile = profiles[args.profile]
-    if args.seeds is not None:
-        profile = dataclasses.replace(profile, seeds=tuple(range(args.seeds)))
-    return profile
-
-
-def run(
-    args: argparse.Namespace,
-    profile: Any,
-    measure: Callable[[dict[str, Any]], None],
+def main(
+    parser: argparse.ArgumentParser,
+    profiles: dict[str, Any],
+    measure: Callable[[argparse.Namespace, Any, dict[str, Any]], None],
     render: Callable[[dict[str, Any]], str],
+    argv: Sequence[str] | None = None,
 ) -> int:
-    """``measure`` into a results dict (one torch thread), print ``render`` of it; return 0.
+    """A script's entry point: parse ``argv``, ``measure`` into a results dict, print ``render``.
 
-    With ``--report`` only the tables of a saved (possibly partial) ``--json`` file are printed.
-    The last line names the profile and the total wall time.
+    ``measure(args, profile, results)`` runs on one torch thread with the profile named on
+    the command line (``seeds`` = ``range(--seeds)`` if given) and fills ``results``. With
+    ``--report`` only the tables of a saved (possibly partial) ``--json`` file are printed. The
+    last line names the profile and the total wall time. Returns 0.
     """
+    args = parser.parse_args(argv)
     if args.report is not None:
         results = json.loads(args.report.read_text())
     else:
+        profile = profiles[args.profile]
+        if args.seeds is not None:
+            profile = dataclasses.replace(profile, seeds=tuple(range(args.seeds)))
         torch.set_num_threads(1)
         results = {
             "profile": args.profile,
@@ -124,7 +125,7 @@ def run(
             "torch": torch.__version__,
         }
         started = time.perf_counter()
-        measure(results)
+        measure(args, profile, results)
         results["wall_s"] = time.perf_counter() - started
         write_json(args.json, results)
     wall = results.get("wall_s")
@@ -234,6 +235,14 @@ def evaluate_metrics(model: LearnedModel, dataset: Any, horizon: int) -> Evaluat
         horizon=horizon,
         learned_energy=False,
     )
+
+
+def group(rows: Sequence[dict[str, Any]], *keys: str) -> dict[tuple, list[dict[str, Any]]]:
+    """Rows by the values of ``keys`` (e.g. every seed of one system and model), in order."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in keys), []).append(row)
+    return groups
 
 
 def mean_std(values: Sequence[float | None]) -> MeanStd | None:

@@ -339,13 +339,6 @@ def measure(args: argparse.Namespace, profile: Profile, results: dict[str, Any])
 # ----------------------------------------------------------------------------- tables
 
 
-def _group(runs: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in runs:
-        groups.setdefault((r["system"], r["model"]), []).append(r)
-    return groups
-
-
 def _state(r: dict[str, Any], h: int) -> float | None:
     return r["state_error_db"].get(str(h))
 
@@ -355,7 +348,7 @@ def summarize(main: dict[str, Any], horizon: int) -> dict[str, Any]:
     hs = [h for h in STATE_HORIZONS if h <= horizon]
     ms = _bench.mean_std
     rows = []
-    for (system, model), all_runs in _group(main["runs"]).items():
+    for (system, model), all_runs in _bench.group(main["runs"], "system", "model").items():
         runs = [r for r in all_runs if "failed" not in r]
         rows.append(
             {
@@ -523,20 +516,14 @@ def render(results: dict[str, Any]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options (see the module docstring)."""
     parser = _bench.build_parser(__doc__)
-    parser.add_argument(
-        "--systems", type=_bench.names("system", SYSTEM_SPECS), default=list(SYSTEM_SPECS)
-    )
-    parser.add_argument(
-        "--models", type=_bench.names("model", MODEL_SPECS), default=list(MODEL_SPECS)
-    )
+    _bench.add_names(parser, "--systems", "system", SYSTEM_SPECS)
+    _bench.add_names(parser, "--models", "model", MODEL_SPECS)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the suite (or ``--report`` a saved one), print Markdown tables; return 0."""
-    args = build_parser().parse_args(argv)
-    profile = _bench.choose_profile(args, PROFILES)
-    return _bench.run(args, profile, lambda results: measure(args, profile, results), render)
+    return _bench.main(build_parser(), PROFILES, measure, render, argv)
 
 
 if __name__ == "__main__":

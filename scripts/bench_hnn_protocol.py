@@ -222,9 +222,7 @@ def render(results: dict[str, Any]) -> str:
     """Markdown table of the protocol with the published figures beside ours."""
     hnn = results["hnn"]
     fmt_ms, ms = _bench.fmt_ms, _bench.mean_std
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in hnn["runs"]:
-        groups.setdefault((r["task"], r["model"]), []).append(r)
+    groups = _bench.group(hnn["runs"], "task", "model")
     header = [
         "task",
         "model",
@@ -286,18 +284,14 @@ def render(results: dict[str, Any]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options (see the module docstring)."""
     parser = _bench.build_parser(__doc__)
-    parser.add_argument("--tasks", type=_bench.names("task", TASKS), default=list(TASKS))
-    parser.add_argument(
-        "--models", type=_bench.names("model", MODEL_SPECS), default=list(MODEL_SPECS)
-    )
+    _bench.add_names(parser, "--tasks", "task", TASKS)
+    _bench.add_names(parser, "--models", "model", MODEL_SPECS)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the protocol (or ``--report`` a saved run), print the Markdown table; return 0."""
-    args = build_parser().parse_args(argv)
-    profile = _bench.choose_profile(args, PROFILES)
-    return _bench.run(args, profile, lambda results: measure(args, profile, results), render)
+    return _bench.main(build_parser(), PROFILES, measure, render, argv)
 
 
 if __name__ == "__main__":

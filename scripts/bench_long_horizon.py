@@ -113,9 +113,7 @@ def render(results: dict[str, Any]) -> str:
     """Markdown table of the long-horizon energy behaviour."""
     long = results["long"]
     fmt_ms, ms = _bench.fmt_ms, _bench.mean_std
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for r in long["runs"]:
-        groups.setdefault(r["model"], []).append(r)
+    groups = _bench.group(long["runs"], "model")
     header = [
         "model",
         "integrator",
@@ -135,7 +133,7 @@ def render(results: dict[str, Any]) -> str:
             fmt_ms(ms([r["ratio"] for r in rs]), ".2f"),
             fmt_ms(ms([r["drift_slope"] for r in rs]), ".2e"),
         ]
-        for m, rs in groups.items()
+        for (m,), rs in groups.items()
     ]
     return "\n\n".join(
         [
@@ -153,9 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run (or ``--report`` a saved run), print the Markdown table; return 0."""
-    args = build_parser().parse_args(argv)
-    profile = _bench.choose_profile(args, PROFILES)
-    return _bench.run(args, profile, lambda results: measure(args, profile, results), render)
+    return _bench.main(build_parser(), PROFILES, measure, render, argv)
 
 
 if __name__ == "__main__":
