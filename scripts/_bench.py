@@ -27,7 +27,6 @@ import torch
 from hamgrad._atomic import atomic_write
 from hamgrad._atomic import write_json as _atomic_write_json
 from hamgrad.checkpoint import load_model
-from hamgrad.errors import ConfigError
 from hamgrad.evaluation import Evaluation, evaluate
 from hamgrad.models import LearnedModel, get_model
 from hamgrad.nets import count_parameters, hidden_for_budget
@@ -164,14 +163,8 @@ def ensure_dataset(data_dir: Path, label: str, settings: dict[str, Any]) -> Path
 def matched_width(model: str, dof: int, budget: int, hparams: dict[str, Any]) -> tuple[int, int]:
     """Width ``hidden`` of registered ``model`` closest to ``budget`` parameters: ``(hidden, n)``.
 
-    `hamgrad.nets.hidden_for_budget` gives the widest model within the budget; the next width
-    is the only other candidate, and the closer of the two is taken.
-
-    Raises
-    ------
-    ConfigError
-        The closest count misses ``budget`` by more than `BUDGET_TOLERANCE` (relative): the
-        models of one comparison would not have matched budgets.
+    `hamgrad.nets.hidden_for_budget` with ``tolerance=BUDGET_TOLERANCE``: it raises
+    `ConfigError` when no width comes within it, so every model of one comparison matches.
     """
 
     def build(hidden: int) -> LearnedModel:
@@ -181,16 +174,8 @@ def matched_width(model: str, dof: int, budget: int, hparams: dict[str, Any]) ->
         with torch.device("meta"):
             return count_parameters(build(hidden))
 
-    below = hidden_for_budget(build, budget)
-    hidden = min((below, below + 1), key=lambda h: abs(count(h) - budget))
-    n = count(hidden)
-    if abs(n - budget) > BUDGET_TOLERANCE * budget:
-        raise ConfigError(
-            f"parameter budget {budget} cannot be matched within ±{BUDGET_TOLERANCE:.0%} by "
-            f"model {model!r} {hparams} on dof {dof}: closest is hidden={hidden} with {n} "
-            "parameters; expected a larger budget"
-        )
-    return hidden, n
+    hidden = hidden_for_budget(build, budget, tolerance=BUDGET_TOLERANCE)
+    return hidden, count(hidden)
 
 
 def train_run(
