@@ -36,12 +36,15 @@ from hamgrad.errors import ConfigError, check_finite, check_int, unknown_name
 from hamgrad.integrators import get_integrator
 from hamgrad.models import MODELS
 from hamgrad.run import check_run_name
+from hamgrad.training.step import fused_optimizer
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "parse_loss"]
 
+#: Optimizers by name: builders ``(params, lr=, weight_decay=) -> Optimizer``, fused where the
+#: device has the kernel (`hamgrad.training.step.fused_optimizer`).
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
+    "adam": fused_optimizer(torch.optim.Adam),
+    "adamw": fused_optimizer(torch.optim.AdamW),
 }
 
 
@@ -115,6 +118,9 @@ class TrainConfig:
     threads : int
         CPU threads for torch (0 keeps torch's default; see `hamgrad._device.set_threads` for
         why the default is 1).
+    compile : bool
+        Compile the loss and its backward with `torch.compile` (`hamgrad.training.step`);
+        the compile time is recorded in the first epoch's metrics row (``compile_s``).
     """
 
     data: str | None = None
@@ -138,6 +144,7 @@ class TrainConfig:
     runs_dir: str = "runs"
     name: str | None = None
     threads: int = 1
+    compile: bool = False
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -243,5 +250,7 @@ class TrainConfig:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         check_int("seed", self.seed, minimum=0)
         check_int("threads", self.threads, minimum=0)
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"compile must be true or false, got {self.compile!r}")
         if self.name is not None:
             check_run_name(self.name)

@@ -38,6 +38,7 @@ from hamgrad.run import (
 )
 from hamgrad.training.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from hamgrad.training.losses import Loss, RolloutLoss, SampleSet, build_loss
+from hamgrad.training.step import CHECK_EVERY, TrainStep
 
 __all__ = ["TrainResult", "TrainingError", "train"]
 
@@ -290,6 +291,7 @@ def train(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
     scheduler = SCHEDULES[config.schedule](optimizer, config)
+    step = TrainStep(model, loss_fn, optimizer, config.grad_clip, compile=config.compile)
 
     run = RunLock(resume) if resume is not None else claim_run_dir(_run_root(config), overwrite)
     with run as lock:
@@ -314,9 +316,7 @@ def train(
         stop_reason = "completed"
         for epoch in range(state.epoch + 1, config.epochs + 1):
             started = time.perf_counter()
-            train_loss = _train_epoch(
-                model, loss_fn, train_set, optimizer, config, generator, epoch, paths
-            )
+            train_loss = _train_epoch(model, step, train_set, config, generator, epoch, paths)
             model.eval()
             val_loss = _mean_loss(loss_fn, model, val_set) if val_set is not None else None
             if val_loss is not None and not math.isfinite(val_loss):
@@ -342,6 +342,8 @@ def train(
                 "best": improved,
                 "time_s": time.perf_counter() - started,
             }
+            if step.compile_seconds is not None and epoch == 1:
+                row["compile_s"] = step.compile_seconds
             state.history.append(row)
             if improved:
                 state.best_loss, state.best_epoch = monitored, epoch
@@ -388,35 +390,42 @@ def _check_model_size(config: TrainConfig, dof: int, dtype: torch.dtype) -> None
 
 def _train_epoch(
     model: LearnedModel,
-    loss_fn: Loss,
+    step: TrainStep,
     samples: SampleSet,
-    optimizer: torch.optim.Optimizer,
     config: TrainConfig,
     generator: torch.Generator,
     epoch: int,
     paths: RunPaths,
 ) -> float:
-    """One pass over the shuffled training samples; returns the sample-weighted mean loss."""
+    """One pass over the shuffled training samples; returns the sample-weighted mean loss.
+
+    The running sum stays on the device; it is read (and checked finite) every `CHECK_EVERY`
+    steps and at the end, so a non-finite loss stops the run within that many steps.
+    """
     model.train()
-    total, count = 0.0, 0
-    for step, batch in enumerate(samples.batches(config.batch_size, generator)):
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model, batch)
-        value = loss.item()  # the step's one host sync
-        if not math.isfinite(value):
-            kept = (
-                f"last good checkpoint kept at {paths.last}"
-                if paths.last.exists()
-                else "no checkpoint was written"
-            )
-            raise TrainingError(
-                f"training loss became non-finite ({value}) at epoch {epoch}, "
-                f"step {step}; stopped, {kept}"
-            )
-        loss.backward()
-        if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
+    total: torch.Tensor | float = 0.0
+    count = number = 0
+    for number, batch in enumerate(samples.batches(config.batch_size, generator), 1):
         n = next(iter(batch.values())).shape[0]
-        total, count = total + value * n, count + n
-    return total / count
+        total = total + step(batch).double() * n  # stays on the device
+        count += n
+        if number % CHECK_EVERY == 0:
+            _check_finite(float(total), epoch, number, paths)
+    value = float(total)
+    _check_finite(value, epoch, number, paths)
+    return value / count
+
+
+def _check_finite(total: float, epoch: int, steps: int, paths: RunPaths) -> None:
+    """Raise `TrainingError` if the running loss sum is non-finite."""
+    if math.isfinite(total):
+        return
+    kept = (
+        f"last good checkpoint kept at {paths.last}"
+        if paths.last.exists()
+        else "no checkpoint was written"
+    )
+    raise TrainingError(
+        f"training loss became non-finite ({total}) at epoch {epoch}, within its first "
+        f"{steps} steps; stopped, {kept}"
+    )
