@@ -52,6 +52,12 @@ class GradNetHamiltonian(NetHamiltonian):
     normalize : bool
         Fit mean / scale / energy scale on the training split (see
         `hamgrad.models.normalization`).
+    features : str
+        Input map, a name in `hamgrad.models.FEATURES`: ``affine`` (per-coordinate
+        normalisation) or ``pairwise`` (pair distances of particles; needs ``space_dim``).
+        `hamgrad.training.train` picks ``pairwise`` for particle datasets unless given.
+    space_dim : int
+        Spatial dimension of one particle (``pairwise`` only; 0 otherwise).
     """
 
     name = "gradnet"
@@ -61,6 +67,8 @@ class GradNetHamiltonian(NetHamiltonian):
         "depth": 4,
         "activation": None,
         "normalize": True,
+        "features": "affine",
+        "space_dim": 0,
     }
     allowed_nets: ClassVar[tuple[str, ...]] = GRADNETS
 
@@ -82,8 +90,9 @@ class SeparableGradNetHamiltonian(HamiltonianModel):
     kinetic_net : str
         A monotone entry of `GRADNETS` for ∇T (default ``mgradnet-m``, which fitted
         quadratic kinetic energies much faster than ``mgradnet-c`` in our runs).
-    hidden, depth, activation, normalize
-        As in `GradNetHamiltonian`, shared by both nets.
+    hidden, depth, activation, normalize, features, space_dim
+        As in `GradNetHamiltonian`, shared by both nets (the features of ``q`` feed the
+        potential net, those of ``p`` the kinetic net).
     """
 
     name = "separable-gradnet"
@@ -94,6 +103,8 @@ class SeparableGradNetHamiltonian(HamiltonianModel):
         "depth": 4,
         "activation": None,
         "normalize": True,
+        "features": "affine",
+        "space_dim": 0,
     }
     default_integrator = "yoshida4"
     train_integrator = "leapfrog"
@@ -103,7 +114,13 @@ class SeparableGradNetHamiltonian(HamiltonianModel):
         super().__init__(dof, generator, **hparams)
         h = self.hparams
         self.potential_net = build_net(
-            h["potential_net"], dof, h["hidden"], h["depth"], h["activation"], GRADNETS, generator
+            h["potential_net"],
+            self.normalizer.q_features,
+            h["hidden"],
+            h["depth"],
+            h["activation"],
+            GRADNETS,
+            generator,
         )
         self.kinetic_net = build_net(
             h["kinetic_net"],
@@ -117,13 +134,13 @@ class SeparableGradNetHamiltonian(HamiltonianModel):
 
     def dH_dq(self, q: Tensor, p: Tensor) -> Tensor:
         """∇V(q), shape ``[..., dof]``; does not read ``p``."""
-        factor = self.normalizer.gradient_factor()[: self.dof]
-        return self.potential_net(self.normalizer.encode_q(q)) * factor
+        n = self.normalizer
+        return n.chain_q(q, self.potential_net(n.encode_q(q)))
 
     def dH_dp(self, q: Tensor, p: Tensor) -> Tensor:
         """∇T(p), shape ``[..., dof]``; does not read ``q``."""
-        factor = self.normalizer.gradient_factor()[self.dof :]
-        return self.kinetic_net(self.normalizer.encode_p(p)) * factor
+        n = self.normalizer
+        return n.chain_p(p, self.kinetic_net(n.encode_p(p)))
 
     def grad_H(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
         """``(∇V(q), ∇T(p))``, shapes ``[..., dof]``."""

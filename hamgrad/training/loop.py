@@ -25,7 +25,7 @@ from hamgrad._resources import check_memory
 from hamgrad.checkpoint import load_checkpoint, save_checkpoint
 from hamgrad.data import Dataset, load_dataset
 from hamgrad.errors import CheckpointError, ConfigError, HamgradError
-from hamgrad.models import LearnedModel, get_model
+from hamgrad.models import LearnedModel, get_model, hparams_for_data
 from hamgrad.nets import count_parameters
 from hamgrad.run import (
     RUN_FORMAT,
@@ -268,9 +268,12 @@ def train(
     dataset = load_dataset(str(config.data))  # validate() checked it is a path
     train_split = dataset.split("train")
 
-    _check_model_size(config, dataset.dof, dtype)
+    params = hparams_for_data(
+        config.model, config.model_params, dataset.system, dataset.system_params
+    )
+    _check_model_size(config.model, params, dataset.dof, dtype)
     generator = torch.Generator().manual_seed(config.seed)
-    model = get_model(config.model, dataset.dof, generator=generator, **config.model_params)
+    model = get_model(config.model, dataset.dof, generator=generator, **params)
     # Cast first: statistics fitted into float32 buffers and then cast to float64 would carry
     # float32 rounding into a float64 run.
     model.to(device=device, dtype=dtype)
@@ -375,14 +378,14 @@ def train(
     )
 
 
-def _check_model_size(config: TrainConfig, dof: int, dtype: torch.dtype) -> None:
+def _check_model_size(name: str, params: dict[str, Any], dof: int, dtype: torch.dtype) -> None:
     """Refuse a model too large for memory from its shape alone (built on the meta device)."""
     with torch.device("meta"):
-        n = count_parameters(get_model(config.model, dof, **config.model_params))
+        n = count_parameters(get_model(name, dof, **params))
     # weights, gradients and Adam's two moments
     nbytes = 4 * n * torch.empty((), dtype=dtype).element_size()
     check_memory(
-        f"model {config.model!r} with {n:,} parameters",
+        f"model {name!r} with {n:,} parameters",
         nbytes,
         "use a smaller hidden width or depth",
     )
