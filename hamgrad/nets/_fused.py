@@ -49,13 +49,20 @@ def mm_skinny(a: Tensor, b: Tensor) -> Tensor:
     return (b.t() @ a.t()).t()
 
 
-def _coefficients(alpha: Tensor, c1: Tensor, c2: Tensor, beta: Tensor) -> tuple[Tensor, ...]:
+def _coefficients(
+    alpha: Tensor, c1: Tensor, c2: Tensor, beta: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
     """``(4A, B, 2β)`` from the effective scales and activation coefficients, each ``[L, h]``."""
     return 4 * (alpha * c1), alpha * c2, beta + beta
 
 
 class _CascadeTanh(torch.autograd.Function):
-    """The cascade as one autograd node; see the module docstring for the algebra."""
+    """The cascade as one autograd node; see the module docstring for the algebra.
+
+    Outputs ``(f, y_top, Y, S)`` with ``Y = [y_1..y_L]`` and ``S = σ(Y)`` stacked on axis 1
+    (``[N, L, h]``): the backward reads them, and being outputs they are differentiable, so
+    the backward (written in torch operations) can itself be differentiated.
+    """
 
     generate_vmap_rule = True
 
@@ -71,22 +78,22 @@ class _CascadeTanh(torch.autograd.Function):
         b_out: Tensor,
     ) -> tuple[Tensor, ...]:
         A4, B, beta2 = _coefficients(alpha, c1, c2, beta)
-        # Constant part of y_l: 2β_l b_l − 2A_{l−1} (no A before the first layer).
+        # The u-independent part of y_l: 2β_l b_l − 2A_{l−1} (no A before the first layer);
+        # all layers' 2β_l (u + b_l) − 2A_{l−1} in one op.
         const = torch.addcmul(-0.5 * F.pad(A4[:-1], (0, 0, 1, 0)), beta2, b)
-        u = F.linear(x, W)
+        base = torch.addcmul(const, beta2, F.linear(x, W).unsqueeze(-2))  # [N, L, h]
         depth = b.shape[0]
-        y = torch.addcmul(const[0], beta2[0], u)
-        saved: list[Tensor] = []
+        y = base[:, 0]
+        ys: list[Tensor] = []
+        ss: list[Tensor] = []
         for layer in range(depth):
             s = torch.sigmoid(y)
-            saved += [y, s]
-            if layer + 1 < depth:
-                base = torch.addcmul(const[layer + 1], beta2[layer + 1], u)
-            else:
-                base = -0.5 * A4[layer]
-            y = torch.addcmul(torch.addcmul(base, A4[layer], s), B[layer], y)
+            ys.append(y)
+            ss.append(s)
+            nxt = base[:, layer + 1] if layer + 1 < depth else -0.5 * A4[layer]
+            y = torch.addcmul(torch.addcmul(nxt, A4[layer], s), B[layer], y)
         f = torch.addmm(b_out[:, None], W.t(), y.t(), alpha=0.5).t()
-        return (f, y, *saved)
+        return f, y, torch.stack(ys, dim=1), torch.stack(ss, dim=1)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Tensor, ...], output: tuple[Tensor, ...]) -> None:
@@ -94,50 +101,54 @@ class _CascadeTanh(torch.autograd.Function):
         ctx.set_materialize_grads(False)
 
     @staticmethod
-    def backward(ctx: Any, g_f: Tensor | None, g_top: Tensor | None, *g_saved: Tensor | None):
-        x, W, b, alpha, beta, c1, c2, y_top, *saved = ctx.saved_tensors
-        need_x = ctx.needs_input_grad[0]
-        depth = b.shape[0]
+    def backward(
+        ctx: Any, g_f: Tensor | None, g_top: Tensor | None, g_Y: Tensor | None, g_S: Tensor | None
+    ) -> tuple[Tensor | None, ...]:
+        x, W, b, alpha, beta, c1, c2, y_top, Y, S = ctx.saved_tensors
+        N, depth, h = Y.shape
         A4, B, beta2 = _coefficients(alpha, c1, c2, beta)
-        # G: gradient with respect to the current y (starting at y_top).
+        # G: gradient with respect to the current y, from y_top down to y_1.
         G = torch.zeros_like(y_top) if g_f is None else F.linear(g_f, 0.5 * W)
         if g_top is not None:
             G = G + g_top
-        g_A4: list[Tensor] = []
-        g_B: list[Tensor] = []
-        sums: list[Tensor] = []
-        moments: list[Tensor] = []
-        sum_next = G.sum(0)
-        g_u: Tensor | None = None
+        grads = [G]
         for layer in reversed(range(depth)):
-            y, s = saved[2 * layer], saved[2 * layer + 1]
-            # y_{l+1} = … + 4A_l σ(y_l) − 2A_l + B_l y_l
-            g_A4.insert(0, (G * s).sum(0) - 0.5 * sum_next)
-            g_B.insert(0, (G * y).sum(0))
+            s = S[:, layer]
+            # ∂y_{l+1}/∂y_l = A4_l σ'(y_l) + B_l, and σ' = σ(1 − σ)
             G = torch.addcmul(G * B[layer], A4[layer], torch.ops.aten.sigmoid_backward(G, s))
-            g_y, g_s = g_saved[2 * layer], g_saved[2 * layer + 1]
-            if g_y is not None:
-                G = G + g_y
-            if g_s is not None:
-                G = G + torch.ops.aten.sigmoid_backward(g_s, s)
-            # y_l = 2β_l (u + b_l) + …: contributions to β_l, b_l, W (through u) and x.
-            sum_next = G.sum(0)
-            sums.insert(0, sum_next)
-            moments.insert(0, mm_skinny(G.t(), x))  # Σ_n G_n x_nᵀ, [h, d]
-            if need_x:
-                g_u = G * beta2[layer] if g_u is None else torch.addcmul(g_u, G, beta2[layer])
-        M, S = torch.stack(moments), torch.stack(sums)
-        gA4, gB = torch.stack(g_A4), torch.stack(g_B)
-        g_beta = 2 * ((M * W).sum(-1) + b * S)
-        g_W = (beta2[:, :, None] * M).sum(0)
+            if g_Y is not None:
+                G = G + g_Y[:, layer]
+            if g_S is not None:
+                G = G + torch.ops.aten.sigmoid_backward(g_S[:, layer], s)
+            grads.append(G)
+        every = torch.stack(grads[::-1], dim=1)  # [N, L + 1, h]: ∂/∂y_1 … ∂/∂y_L, ∂/∂y_top
+        G_next = every[:, 1:]
+        sums = every.sum(0)  # [L + 1, h]
+        # y_{l+1} = … + A4_l (σ(y_l) − ½) + B_l y_l
+        g_A = 4 * ((G_next * S).sum(0) - 0.5 * sums[1:])
+        g_B = (G_next * Y).sum(0)
+        # y_l = 2β_l (u + b_l) + …, u = Wx: through β_l, b_l, W and x
+        moments = mm_skinny(every.reshape(N, -1).t(), x).unflatten(0, (depth + 1, h))[:depth]
+        g_beta = 2 * ((moments * W).sum(-1) + b * sums[:depth])
+        g_W = (beta2.unsqueeze(-1) * moments).sum(0)
+        g_x = None
+        if ctx.needs_input_grad[0]:
+            weights = F.pad(beta2.unsqueeze(-1) * W, (0, 0, 0, 0, 0, 1))  # no u in y_top
+            g_x = mm_skinny(every.reshape(N, -1), weights.reshape(-1, W.shape[1]))
         g_bout = None
         if g_f is not None:
             g_W = g_W + 0.5 * mm_skinny(y_top.t(), g_f)
             g_bout = g_f.sum(0)
-        g_x = mm_skinny(g_u, W) if g_u is not None else None
-        g_A = 4 * gA4
-        g_alpha = g_A * c1 + gB * c2
-        return g_x, g_W, beta2 * S, g_alpha, g_beta, g_A * alpha, gB * alpha, g_bout
+        return (
+            g_x,
+            g_W,
+            beta2 * sums[:depth],
+            g_A * c1 + g_B * c2,
+            g_beta,
+            g_A * alpha,
+            g_B * alpha,
+            g_bout,
+        )
 
 
 def cascade_tanh(
