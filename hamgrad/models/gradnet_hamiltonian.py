@@ -46,9 +46,14 @@ class GradNetHamiltonian(NetHamiltonian):
     net : str
         One of `GRADNETS` (default ``gradnet-c``; Hamiltonians are rarely convex).
     hidden, depth : int
-        Width and depth (layers of a cascade, modules of a modular net).
+        Width and depth (layers of a cascade, modules of a modular net). Depth 6 by default:
+        at 4000 parameters it fitted the pendulum, spring and three-body better than the
+        paper's 4 (same parameters, narrower layers; BENCHMARKS.md §6).
     activation : str or None
-        Passed to the net; ``None`` keeps its default learnable activation.
+        Passed to the net; ``None`` keeps its default learnable activation, except for the
+        modular nets, which get the per-unit ``tanh-mix`` here (their own default, one
+        ``softmax-mix`` pair per module, reached −25.8 dB derivative error on the pendulum
+        where ``tanh-mix`` reached −33.7 dB: BENCHMARKS.md §6).
     normalize : bool
         Fit mean / scale / energy scale on the training split (see
         `hamgrad.models.normalization`).
@@ -64,13 +69,14 @@ class GradNetHamiltonian(NetHamiltonian):
     defaults: ClassVar[dict[str, Any]] = {
         "net": "gradnet-c",
         "hidden": 64,
-        "depth": 4,
+        "depth": 6,
         "activation": None,
         "normalize": True,
         "features": "affine",
         "space_dim": 0,
     }
     allowed_nets: ClassVar[tuple[str, ...]] = GRADNETS
+    net_activations: ClassVar[dict[str, str]] = {"gradnet-m": "tanh-mix", "mgradnet-m": "tanh-mix"}
 
 
 @final
@@ -100,7 +106,7 @@ class SeparableGradNetHamiltonian(HamiltonianModel):
         "potential_net": "gradnet-c",
         "kinetic_net": "mgradnet-m",
         "hidden": 64,
-        "depth": 4,
+        "depth": 6,
         "activation": None,
         "normalize": True,
         "features": "affine",
