@@ -20,14 +20,13 @@ if TYPE_CHECKING:
 
 __all__ = ["ALIASES", "SYSTEMS", "get_system", "system_from_dataset"]
 
-#: Built-in systems by registry name (aliases included, mapping to the same class).
+#: Built-in systems by canonical registry name (aliases live in `ALIASES`, never here).
 SYSTEMS: dict[str, type[System]] = {
     cls.name: cls
     for cls in (Pendulum, Spring, SpringChain, DoublePendulum, Kepler, ThreeBody, NBody)
 }
-#: Alternative names accepted by `get_system`.
+#: Alternative names accepted by `get_system`, resolved at lookup: alias -> canonical name.
 ALIASES: dict[str, str] = {"two-body": "kepler"}
-SYSTEMS.update({alias: SYSTEMS[target] for alias, target in ALIASES.items()})
 
 
 def _import_class(spec: str) -> type[System]:
@@ -50,36 +49,19 @@ def _import_class(spec: str) -> type[System]:
     return cls
 
 
-def get_system(spec: str, **params: Any) -> System:
-    """Build a system from a registry name or ``"module:Class"``, with keyword parameters.
+def _registered_class(name: str) -> type[System]:
+    """The built-in class of a canonical name or alias; never imports anything."""
+    canonical = ALIASES.get(name, name)
+    if canonical not in SYSTEMS:
+        raise unknown_name("system", name, [*SYSTEMS, *ALIASES])
+    return SYSTEMS[canonical]
 
-    Parameters
-    ----------
-    spec : str
-        One of `SYSTEMS` (``"pendulum"``, ``"two-body"``, ...) or ``"module:Class"`` naming a
-        subclass of `simulators.System` (the module is looked up on ``sys.path`` and in the
-        current directory).
-    **params
-        Constructor arguments of the system.
 
-    Raises
-    ------
-    ConfigError
-        Unknown name (listing the valid ones), unknown parameter (listing the accepted ones)
-        or an invalid parameter value.
-    """
-    if not isinstance(spec, str):
-        raise ConfigError(f"system must be a string, got {spec!r}")
-    if ":" in spec:
-        cls = _import_class(spec)
-    elif spec in SYSTEMS:
-        cls = SYSTEMS[spec]
-    else:
-        raise unknown_name("system", spec, SYSTEMS)
-    accepted = [n for n, prm in inspect.signature(cls).parameters.items()
+def _build(cls: type[System], spec: str, params: dict[str, Any]) -> System:
+    signature = inspect.signature(cls).parameters
+    accepted = [n for n, prm in signature.items()
                 if prm.kind in (prm.POSITIONAL_OR_KEYWORD, prm.KEYWORD_ONLY)]
-    takes_any = any(prm.kind is prm.VAR_KEYWORD
-                    for prm in inspect.signature(cls).parameters.values())
+    takes_any = any(prm.kind is prm.VAR_KEYWORD for prm in signature.values())
     for key in params:
         if key not in accepted and not takes_any:
             raise ConfigError(f"unknown parameter {key!r} for system {spec!r}; expected one "
@@ -90,6 +72,34 @@ def get_system(spec: str, **params: Any) -> System:
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid parameters for system {spec!r}: {exc}") from None
+
+
+def get_system(spec: str, **params: Any) -> System:
+    """Build a system from a registry name, an alias or ``"module:Class"``, with parameters.
+
+    A ``"module:Class"`` spec imports that module: this function is for specs the user typed
+    (``hamgrad simulate my_module:MySystem``) or wrote in code. A spec read from a file goes
+    through `system_from_dataset`, which imports nothing unless the caller trusts it.
+
+    Parameters
+    ----------
+    spec : str
+        One of `SYSTEMS` (``"pendulum"``, ...), one of `ALIASES` (``"two-body"``) or
+        ``"module:Class"`` naming a subclass of `simulators.System` (the module is looked up
+        on ``sys.path`` and in the current directory).
+    **params
+        Constructor arguments (the dataclass fields) of the system.
+
+    Raises
+    ------
+    ConfigError
+        Unknown name (listing the canonical names and aliases), unknown parameter (listing
+        the accepted ones) or an invalid parameter value.
+    """
+    if not isinstance(spec, str):
+        raise ConfigError(f"system must be a string, got {spec!r}")
+    cls = _import_class(spec) if ":" in spec else _registered_class(spec)
+    return _build(cls, spec, params)
 
 
 def system_from_dataset(dataset: Dataset) -> System:

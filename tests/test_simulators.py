@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import json
 import textwrap
 
 import numpy as np
 import pytest
 import torch
 
+import simulators
 from hamgrad import HamiltonianField
 from hamgrad.errors import ConfigError, HamgradError
 from simulators import (
+    ALIASES,
     SYSTEMS,
     Kepler,
     NBody,
@@ -23,7 +28,7 @@ from simulators import (
     total_momentum,
 )
 
-CANONICAL = sorted(name for name, cls in SYSTEMS.items() if cls.name == name)
+CANONICAL = sorted(SYSTEMS)
 EXACT = [n for n in CANONICAL if SYSTEMS[n].exact_method is not None]
 
 
@@ -39,9 +44,13 @@ def _rel_err(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_registry_has_the_contract_names():
-    assert {"pendulum", "spring", "spring-chain", "double-pendulum", "kepler", "two-body",
-            "three-body", "nbody"} <= set(SYSTEMS)
-    assert SYSTEMS["two-body"] is SYSTEMS["kepler"]
+    assert set(SYSTEMS) == {"pendulum", "spring", "spring-chain", "double-pendulum", "kepler",
+                            "three-body", "nbody"}
+    assert ALIASES == {"two-body": "kepler"}
+    # Aliases are resolved at lookup, never merged into the registry.
+    assert all(cls.name == name for name, cls in SYSTEMS.items())
+    assert type(get_system("two-body")) is SYSTEMS["kepler"]
+    assert get_system("two-body", m1=2.0) == get_system("kepler", m1=2.0)
 
 
 @pytest.mark.parametrize("name", CANONICAL)
@@ -49,11 +58,47 @@ def test_system_is_a_field_and_rebuilds_from_params(name):
     system = get_system(name)
     assert isinstance(system, HamiltonianField)
     assert system.name == name
+    assert type(system)(**system.params) == system
+    # params is what a dataset records (JSON); the system rebuilt from it is the same.
+    assert type(system)(**json.loads(json.dumps(system.params))) == system
     again = get_system(name, **system.params)
     assert again.params == system.params
     q, p = system.sample_state(np.random.default_rng(1))
     assert q.shape == p.shape == (system.dof,)
     assert q.dtype == p.dtype == np.float64
+
+
+@pytest.mark.parametrize("name", CANONICAL)
+def test_parameters_are_the_frozen_dataclass_fields(name):
+    cls = SYSTEMS[name]
+    assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen
+    system = cls()
+    assert list(system.params) == [f.name for f in dataclasses.fields(cls) if f.init]
+    field = next(iter(system.params))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(system, field, 1)
+    assert hash(system) == hash(cls(**system.params))
+
+
+def test_every_class_is_abstract_or_final():
+    classes = {cls for cls in vars(simulators).values() if isinstance(cls, type)
+               and issubclass(cls, System)}
+    classes |= {base for cls in classes for base in cls.__mro__ if issubclass(base, System)}
+    registered = set(SYSTEMS.values())
+    for cls in classes:
+        if cls in registered:
+            assert getattr(cls, "__final__", False), cls
+            assert not inspect.isabstract(cls), cls
+        else:
+            assert inspect.isabstract(cls), cls
+    # Siblings, not parent and child: no registered system subclasses another.
+    for a in registered:
+        for b in registered - {a}:
+            assert not issubclass(a, b), (a, b)
+    gravity = {SYSTEMS[n].__mro__[1] for n in ("kepler", "three-body", "nbody")}
+    assert len(gravity) == 1 and inspect.isabstract(gravity.pop())
+    assert SYSTEMS["spring"].__mro__[1] is SYSTEMS["spring-chain"].__mro__[1] \
+        is simulators.QuadraticSystem
 
 
 @pytest.mark.parametrize("name", CANONICAL)
@@ -108,7 +153,8 @@ def test_hnn_protocol_parameters():
 
 
 def test_bad_names_and_params_are_clear():
-    with pytest.raises(ConfigError, match=r"unknown system 'pendulumm'.*double-pendulum"):
+    with pytest.raises(ConfigError, match=r"unknown system 'pendulumm'.*double-pendulum.*"
+                                          r"two-body"):
         get_system("pendulumm")
     with pytest.raises(ConfigError, match=r"unknown parameter 'mass'.*'pendulum'.*m, g, l"):
         get_system("pendulum", mass=1.0)
@@ -209,15 +255,15 @@ def test_three_body_matches_rebound_ias15():
 
 def test_user_system_from_module(tmp_path, monkeypatch):
     (tmp_path / "my_quartic.py").write_text(textwrap.dedent("""
-        import numpy as np
+        from dataclasses import dataclass
+
         from simulators import System
 
+        @dataclass(frozen=True)
         class Quartic(System):
+            a: float = 1.0
             separable = True
-
-            def __init__(self, a=1.0):
-                self.a, self.dof = float(a), 1
-                self._params = {"a": self.a}
+            dof = 1
 
             def hamiltonian(self, q, p):
                 return (p**2 / 2 + self.a * q**4 / 4).sum(-1)
@@ -234,3 +280,44 @@ def test_user_system_from_module(tmp_path, monkeypatch):
     torch.testing.assert_close(system.dH_dp(q, p), p)
     with pytest.raises(HamgradError, match=r"subclass of simulators\.System"):
         get_system("my_quartic:np")
+    with pytest.raises(ConfigError, match=r"unknown parameter 'b' for system "
+                                          r"'my_quartic:Quartic'; expected one of: a"):
+        get_system("my_quartic:Quartic", b=1.0)
+
+
+class _OldStyle(System):
+    """The contract before 0.2: a plain class that stores its parameters in ``_params``."""
+
+    separable = True
+
+    def __init__(self, k: float = 1.0) -> None:
+        self.k, self.dof = float(k), 1
+        self._params = {"k": self.k}
+
+    def hamiltonian(self, q, p):
+        return (p**2 / 2 + self.k * q**2 / 2).sum(-1)
+
+    def sample_state(self, rng):
+        return rng.uniform(-1, 1, 1), rng.uniform(-1, 1, 1)
+
+
+def test_old_style_params_still_work_with_a_deprecation_warning():
+    system = _OldStyle(k=2.0)
+    with pytest.warns(DeprecationWarning, match=r"_OldStyle is not a dataclass.*"
+                                                r"dataclass\(frozen=True\)"):
+        params = system.params
+    assert params == {"k": 2.0}
+    assert type(system)(**params).k == 2.0
+    assert repr(system) == "_OldStyle(k=2.0)"
+
+
+def test_system_without_hamiltonian_or_sampler_is_abstract():
+    @dataclasses.dataclass(frozen=True)
+    class NoSampler(System):
+        dof = 1
+
+        def hamiltonian(self, q, p):
+            return (q**2 + p**2).sum(-1)
+
+    with pytest.raises(TypeError, match="abstract"):
+        NoSampler()

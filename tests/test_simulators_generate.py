@@ -10,7 +10,7 @@ from hamgrad.data import concatenate_datasets, load_dataset
 from hamgrad.errors import ConfigError, DatasetError
 from simulators import SYSTEMS, generate, get_system, shard_range, system_from_dataset
 
-CANONICAL = sorted(name for name, cls in SYSTEMS.items() if cls.name == name)
+CANONICAL = sorted(SYSTEMS)
 FIELDS = ("t", "q", "p", "dq_dt", "dp_dt", "energy")
 
 
@@ -110,3 +110,4 @@ def test_system_from_dataset_needs_a_system(tmp_path):
     ds = load_dataset(write_dataset(tmp_path / "x.h5", {"train": split}, {"dof": 1, "dt": 1.0}))
     with pytest.raises(DatasetError, match=r"x\.h5: attribute 'system' is absent"):
         system_from_dataset(ds)
+
