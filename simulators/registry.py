@@ -102,23 +102,54 @@ def get_system(spec: str, **params: Any) -> System:
     return _build(cls, spec, params)
 
 
-def system_from_dataset(dataset: Dataset) -> System:
+def system_from_dataset(dataset: Dataset, *, trusted_system: str | None = None) -> System:
     """Rebuild the system recorded in a dataset's ``system`` / ``system_params`` attributes.
+
+    A dataset is data, never a reason to run code: a built-in system is looked up by its
+    registry name only, and a ``"module:Class"`` recorded in the file is imported only when
+    the caller trusts exactly that spec (on the command line, ``--system module:Class``).
+
+    Parameters
+    ----------
+    dataset : hamgrad.data.Dataset
+        A loaded dataset.
+    trusted_system : str, optional
+        The system the caller vouches for: the ``"module:Class"`` it allows to be imported, or
+        a registry name. It must equal the file's ``system`` attribute; a file that names no
+        system is read as made by it (with the file's ``system_params``, if any).
+
+    Returns
+    -------
+    System
+        Built with the file's ``system_params``; its ``dof`` equals the file's.
 
     Raises
     ------
     DatasetError
-        The file records no system, the system cannot be built, or its ``dof`` differs from
-        the file's.
+        The file records no system (and none is trusted), names code that is not trusted,
+        names another system than the trusted one, the system cannot be built, or its
+        ``dof`` differs from the file's.
     """
-    if not dataset.system:
+    if trusted_system is not None and not isinstance(trusted_system, str):
+        raise ConfigError(f"trusted_system must be a string, got {trusted_system!r}")
+    recorded = dataset.system
+    if not recorded and trusted_system is None:
         raise DatasetError(f"{dataset.path}: attribute 'system' is absent; the dataset does "
                            "not say which system made it")
+    if recorded and trusted_system is not None \
+            and ALIASES.get(trusted_system, trusted_system) != ALIASES.get(recorded, recorded):
+        raise DatasetError(f"{dataset.path}: attribute 'system' is {recorded!r} but the trusted "
+                           f"system is {trusted_system!r}; expected the same spec")
+    spec = recorded or trusted_system or ""
+    if ":" in spec and trusted_system != spec:
+        raise DatasetError(f"{dataset.path}: attribute 'system' is {spec!r}, a module to "
+                           "import, and a file alone is never trusted to run code; pass "
+                           f"--system {spec} on the command line to trust it")
     try:
-        system = get_system(dataset.system, **dataset.system_params)
+        system = get_system(spec, **dataset.system_params)
     except ConfigError as exc:
         raise DatasetError(f"{dataset.path}: attribute 'system': {exc}") from None
     if system.dof != dataset.dof:
         raise DatasetError(f"{dataset.path}: attribute 'dof' is {dataset.dof} but system "
-                           f"{dataset.system!r} has dof {system.dof}")
+                           f"{spec!r} has dof {system.dof}")
     return system

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from hamgrad.data import load_dataset
-from simulators import System, generate
+from hamgrad.errors import DatasetError
+from simulators import System, generate, system_from_dataset
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
 
@@ -54,6 +55,9 @@ def test_add_a_system(tmp_path, monkeypatch):
     assert ds.system == "my_system:QuarticOscillator"
     assert ds.system_params == {"m": 1.0, "a": 2.0, "amplitude": 1.0}
     assert ds["train"].q.shape == (3, 21, 1)
+    with pytest.raises(DatasetError, match=r"--system my_system:QuarticOscillator"):
+        system_from_dataset(ds)
+    assert system_from_dataset(ds, trusted_system="my_system:QuarticOscillator") == system
     assert ds["train"].attrs["max_rel_energy_error"] < 1e-10
     # A quartic oscillator released at rest: q(t) stays within the amplitude it started at.
     assert np.all(np.abs(ds["test"].q) <= np.abs(ds["test"].q[:, :1]) * (1 + 1e-9))

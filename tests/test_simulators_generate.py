@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import torch
@@ -111,3 +114,75 @@ def test_system_from_dataset_needs_a_system(tmp_path):
     with pytest.raises(DatasetError, match=r"x\.h5: attribute 'system' is absent"):
         system_from_dataset(ds)
 
+
+def _dataset_naming(tmp_path, system: str, dof: int = 1, params: dict | None = None):
+    from hamgrad.data import Split, write_dataset
+
+    t = np.arange(3.0)
+    split = Split(t=t, q=np.zeros((1, 3, dof)), p=np.zeros((1, 3, dof)))
+    attrs = {"dof": dof, "dt": 1.0, "system": system, "system_params": params or {}}
+    return load_dataset(write_dataset(tmp_path / "named.h5", {"train": split}, attrs))
+
+
+def test_a_dataset_is_never_a_reason_to_import_code(tmp_path, monkeypatch, capsys):
+    """issue 10: `this:X` printed the Zen of Python; a file must not choose code to run."""
+    already = "this" in sys.modules
+    ds = _dataset_naming(tmp_path, "this:X")
+    with pytest.raises(DatasetError, match=r"named\.h5: attribute 'system' is 'this:X', a "
+                                           r"module to import.*pass --system this:X on the "
+                                           r"command line to trust it"):
+        system_from_dataset(ds)
+    assert already or "this" not in sys.modules
+    assert "Zen of Python" not in capsys.readouterr().out
+
+
+def test_trusted_module_spec_is_imported_and_nothing_else(tmp_path, monkeypatch):
+    marker = tmp_path / "imported.txt"
+    (tmp_path / "marker_mod.py").write_text(textwrap.dedent(f"""
+        import pathlib
+        from dataclasses import dataclass
+
+        from simulators import System
+
+        pathlib.Path({str(marker)!r}).write_text("imported")
+
+        @dataclass(frozen=True)
+        class Thing(System):
+            k: float = 1.0
+            separable = True
+            dof = 1
+
+            def hamiltonian(self, q, p):
+                return (p**2 / 2 + self.k * q**2 / 2).sum(-1)
+
+            def sample_state(self, rng):
+                return rng.uniform(-1, 1, 1), rng.uniform(-1, 1, 1)
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "marker_mod", raising=False)
+    ds = _dataset_naming(tmp_path, "marker_mod:Thing", params={"k": 3.0})
+    with pytest.raises(DatasetError, match=r"pass --system marker_mod:Thing on the command"):
+        system_from_dataset(ds)
+    with pytest.raises(DatasetError, match=r"'system' is 'marker_mod:Thing' but the trusted "
+                                           r"system is 'other_mod:Thing'"):
+        system_from_dataset(ds, trusted_system="other_mod:Thing")
+    assert not marker.exists() and "marker_mod" not in sys.modules
+    system = system_from_dataset(ds, trusted_system="marker_mod:Thing")
+    assert marker.read_text() == "imported"
+    assert system.name == "marker_mod:Thing" and system.params == {"k": 3.0}
+
+
+def test_registry_names_need_no_trust_and_a_trusted_name_fills_a_missing_one(tmp_path):
+    ds = _dataset_naming(tmp_path, "two-body", dof=4, params={"m1": 2.0})
+    assert system_from_dataset(ds) == get_system("kepler", m1=2.0)
+    assert system_from_dataset(ds, trusted_system="kepler") == get_system("kepler", m1=2.0)
+    with pytest.raises(DatasetError, match=r"attribute 'system' is 'two-body' but the trusted "
+                                           r"system is 'pendulum'"):
+        system_from_dataset(ds, trusted_system="pendulum")
+    unnamed = load_dataset(tmp_path / "named.h5")
+    unnamed.attrs.pop("system")
+    assert system_from_dataset(unnamed, trusted_system="kepler") == get_system("kepler", m1=2.0)
+    unnamed.attrs.pop("system_params")
+    with pytest.raises(DatasetError, match=r"attribute 'dof' is 4 but system 'pendulum' has "
+                                           r"dof 1"):
+        system_from_dataset(unnamed, trusted_system="pendulum")
