@@ -6,21 +6,34 @@ its trajectories in hamgrad's HDF5 format (version 1). User systems subclass `Sy
 
 from simulators.base import System
 from simulators.double_pendulum import DoublePendulum
-from simulators.generate import generate, shard_range
+from simulators.generate import CloseEncounterWarning, generate, shard_range
 from simulators.nbody import Kepler, NBody, ThreeBody, angular_momentum, total_momentum
 from simulators.pendulum import Pendulum
-from simulators.reference import integrate, reference_solution
+from simulators.rebound_reference import REFERENCE_NAME, integrate_ias15
+from simulators.reference import (
+    REFERENCE_METHODS,
+    Reference,
+    ReferenceSettings,
+    integrate,
+    reference_solution,
+    reference_trajectories,
+)
 from simulators.registry import ALIASES, SYSTEMS, get_system, system_from_dataset
 from simulators.spring import QuadraticSystem, Spring, SpringChain
 
 __all__ = [
     "ALIASES",
+    "REFERENCE_METHODS",
+    "REFERENCE_NAME",
     "SYSTEMS",
+    "CloseEncounterWarning",
     "DoublePendulum",
     "Kepler",
     "NBody",
     "Pendulum",
     "QuadraticSystem",
+    "Reference",
+    "ReferenceSettings",
     "Spring",
     "SpringChain",
     "System",
@@ -29,7 +42,9 @@ __all__ = [
     "generate",
     "get_system",
     "integrate",
+    "integrate_ias15",
     "reference_solution",
+    "reference_trajectories",
     "shard_range",
     "system_from_dataset",
     "total_momentum",

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
 
 import numpy as np
 import pytest
+import rebound
 import torch
 
 from hamgrad.data import concatenate_datasets, load_dataset
 from hamgrad.errors import ConfigError, DatasetError
-from simulators import SYSTEMS, generate, get_system, shard_range, system_from_dataset
+from simulators import (
+    SYSTEMS,
+    CloseEncounterWarning,
+    generate,
+    get_system,
+    shard_range,
+    system_from_dataset,
+)
 
 CANONICAL = sorted(SYSTEMS)
 FIELDS = ("t", "q", "p", "dq_dt", "dp_dt", "energy")
@@ -47,7 +56,8 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     assert not np.array_equal(da["train"].q, dc["train"].q)
 
 
-@pytest.mark.parametrize(("name", "batch_size"), [("double-pendulum", 2), ("pendulum", 3)])
+@pytest.mark.parametrize(("name", "batch_size"), [("double-pendulum", 2), ("pendulum", 3),
+                                                  ("three-body", 2)])
 def test_shards_concatenate_to_the_unsharded_file(tmp_path, name, batch_size):
     kw = dict(n_train=7, n_val=3, n_test=5, n_steps=15, dt=0.1, noise_std=0.05, seed=9,
               batch_size=batch_size)
@@ -60,6 +70,37 @@ def test_shards_concatenate_to_the_unsharded_file(tmp_path, name, batch_size):
             np.testing.assert_array_equal(getattr(joined[split], field),
                                           getattr(full[split], field))
         assert joined[split].attrs == full[split].attrs
+
+
+def test_nbody_file_is_ias15_and_its_bytes_ignore_the_worker_count(tmp_path):
+    kw = dict(n_train=6, n_val=0, n_test=2, n_steps=50, n_steps_test=100, dt=0.1, seed=3,
+              params={"n": 5})
+    with pytest.warns(CloseEncounterWarning) as caught:
+        one = generate("nbody", tmp_path / "one.h5", workers=1, **kw)
+    with pytest.warns(CloseEncounterWarning):
+        two = generate("nbody", tmp_path / "two.h5", workers=2, **kw)
+    assert one.read_bytes() == two.read_bytes()
+    ds = load_dataset(one)
+    assert ds.attrs["reference"] == f"rebound IAS15 {rebound.__version__}"
+    # The warning names the split and the trajectories, and their energy audit.
+    message = str(caught[0].message)
+    assert re.match(r"nbody: \d+ of \d+ (train|test) trajectories had a close encounter \(a "
+                    r"pair closer than 0.05 x its initial minimum separation\), first at "
+                    r"t=[\d.]+: trajectories [\d, ]+; max relative energy error \S+ for them, "
+                    r"\S+ for the others$", message), message
+    assert max(s.attrs["max_rel_energy_error"] for s in ds.splits.values()) < 1e-10
+
+
+def test_dop853_reference_on_request(tmp_path):
+    kw = dict(n_train=2, n_val=0, n_test=0, n_steps=10, dt=0.1)
+    ds = load_dataset(generate("three-body", tmp_path / "d.h5", reference="dop853", **kw))
+    assert ds.attrs["reference"] == "scipy DOP853 rtol=1e-12 atol=1e-12 per component"
+    with pytest.raises(ConfigError, match=r"unknown reference method 'rk45'; expected one of: "
+                                          r"dop853, ias15"):
+        generate("three-body", tmp_path / "e.h5", reference="rk45", **kw)
+    with pytest.raises(ConfigError, match=r"reference 'ias15' needs a gravitational n-body "
+                                          r"system.*'pendulum'"):
+        generate("pendulum", tmp_path / "f.h5", reference="ias15", use_exact=False, **kw)
 
 
 def test_shard_range_partitions_in_order():
