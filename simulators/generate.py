@@ -97,7 +97,7 @@ def _report_encounters(system: System, split: str, idx: range, ref: Reference,
     if not met.any():
         return
     which = [idx[i] for i in np.flatnonzero(met)]
-    shown = ", ".join(map(str, which[:20])) + (", ..." if len(which) > 20 else "")
+    shown = ", ".join(map(str, which[:10])) + (", ..." if len(which) > 10 else "")
     others = (f"{rel_error[~met].max():.2g}" if (~met).any() else "none")
     warnings.warn(f"{system.name}: {len(which)} of {len(idx)} {split} trajectories had a close "
                   f"encounter (a pair closer than {ENCOUNTER_RATIO:g} x its initial minimum "
