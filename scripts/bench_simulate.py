@@ -9,11 +9,12 @@ solution of the same initial states, as max |error| over all samples divided by 
 
 ``--suite nbody``: whole `simulators.generate` calls for the n-body datasets of the README and
 the CLI defaults, with the old reference (scipy DOP853, rtol = atol = 1e-12 per component,
-blocks of 32: ``reference="dop853"``) against REBOUND IAS15 (in one process, and with the
-default worker processes), on the same seeds, hence the same initial conditions. Energy errors
-are ``max_t |H(t) - H(0)| / |H(0)|`` per trajectory from the stored energies, split by whether
-the trajectory had a close encounter (IAS15's detection, same criterion for both rows). A
-second table times the IAS15 reference alone on 1 and 2 processes (the pool start-up cost).
+blocks of 32: ``reference="dop853"``) against REBOUND IAS15 in one process (what the default
+does for batches under `simulators.rebound_reference.PARALLEL_MIN_SAMPLES`), on the same seeds,
+hence the same initial conditions. Energy errors are ``max_t |H(t) - H(0)| / |H(0)|`` per
+trajectory from the stored energies, split by whether the trajectory had a close encounter
+(IAS15's detection, the same trajectories for both rows). A second table times the IAS15
+reference alone on 1 and 2 processes (the pool's start-up cost and what it saves).
 
 Usage: python scripts/bench_simulate.py [--n-traj 1000] [--steps 1000] [--dt 0.05]
        [--loop-subset N]   (time the loops on the first N trajectories and scale to n-traj)
@@ -37,7 +38,6 @@ from scipy.integrate import solve_ivp
 
 from hamgrad.data import load_dataset
 from simulators import CloseEncounterWarning, Pendulum, generate, get_system, integrate_ias15
-from simulators.rebound_reference import default_workers
 from simulators.reference import integrate
 
 
@@ -99,8 +99,7 @@ def nbody_suite(cases: list[str], scale: float, workdir: Path) -> None:
         system = get_system(name, **params)
         n_traj = sizes["n_train"] + sizes["n_val"] + sizes["n_test"]
         variants = [("scipy DOP853 (old default)", dict(reference="dop853")),
-                    ("REBOUND IAS15, 1 process", dict(workers=1)),
-                    (f"REBOUND IAS15, default workers ({default_workers()})", dict(workers=None))]
+                    ("REBOUND IAS15, 1 process", dict(workers=1))]
         base = None
         flags = None
         for vlabel, kw in variants:

@@ -139,29 +139,20 @@ def _run_chunk(bodies: _Bodies, x0: np.ndarray, v0: np.ndarray, t: np.ndarray,
 
 
 #: ``workers=None`` runs a batch of fewer trajectory samples (``n_traj * n_t``) in this process.
-#: From `scripts/bench_simulate.py --suite nbody` (BENCHMARKS.md §3): starting the pool costs
-#: about 0.04 s (2 three-body trajectories: 0.001 s alone, 0.044 s on 2 processes) and a
-#: three-body sample about 50 µs (300 x 101 samples: 1.47 s alone), so a second free core
-#: saves more than the start-up from about 2,000 samples on; this threshold keeps a margin.
-PARALLEL_MIN_SAMPLES = 10_000
+#: Forked workers pay only on large batches: on the shared 2-core dev machine (load 2.5 to 3.5,
+#: `scripts/bench_simulate.py --suite nbody`, BENCHMARKS.md §3) 300 three-body trajectories of
+#: 1001 samples took 13.3 s in one process and 9.4 s on two (16.8 s and 14.0 s in another run),
+#: while at 101 samples two processes ranged from 0.83x to 1.25x the speed of one, and the
+#: pool's start-up (~0.045 s) dominates anything smaller.
+PARALLEL_MIN_SAMPLES = 100_000
 
 
 def default_workers() -> int:
-    """The worker processes of ``workers=None``: the CPUs this process may use, less the load.
-
-    Forked workers pay only on idle cores: on the shared 2-core dev machine at load 3, two
-    processes took 1.66 s for a batch one process did in 1.38 s (BENCHMARKS.md §3). So the
-    count is the usable CPUs minus the 1-minute load average, rounded, at least 1.
-    """
+    """The worker processes of ``workers=None`` on large batches: the CPUs this process may use."""
     try:
-        cpus = len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):  # not Unix
-        busy = 0.0
-    return max(1, min(cpus, round(cpus - busy)))
+        return max(1, os.cpu_count() or 1)
 
 
 def integrate_ias15(system: _Gravity, q0: np.ndarray, p0: np.ndarray, t: np.ndarray, *,
@@ -181,7 +172,7 @@ def integrate_ias15(system: _Gravity, q0: np.ndarray, p0: np.ndarray, t: np.ndar
         A close encounter is a pair closer than this times the smallest pair separation of the
         initial state (> 0); see `Ias15Run.encounter_time`.
     workers : int or None
-        Worker processes. ``None``: `default_workers` (idle CPUs) for a batch of at least
+        Worker processes. ``None``: `default_workers` for a batch of at least
         `PARALLEL_MIN_SAMPLES` trajectory samples, else this process alone. Workers are forked
         (POSIX ``fork``), so they import nothing; where ``fork`` is unavailable the batch runs
         in this process. The result never depends on ``workers``.
