@@ -1,7 +1,10 @@
 """Analytic Hamiltonian systems with exact or near-machine-precision reference trajectories.
 
 Every system is a `hamgrad.HamiltonianField` on torch tensors ``[..., dof]``; `generate` writes
-its trajectories in hamgrad's HDF5 format (version 1). User systems subclass `System`.
+its trajectories in hamgrad's HDF5 format (version 1). A system is a frozen dataclass whose
+fields are its parameters; user systems subclass `System` the same way (docs/extending.md).
+References: closed forms where they exist, REBOUND IAS15 for gravity, scipy DOP853 otherwise
+(`simulators.reference`).
 """
 
 from simulators.base import System
