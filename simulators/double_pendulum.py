@@ -10,7 +10,8 @@ used by https://scienceworld.wolfram.com/physics/DoublePendulum.html)::
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import final
 
 import numpy as np
 import torch
@@ -22,6 +23,8 @@ from simulators.base import System
 __all__ = ["DoublePendulum"]
 
 
+@final
+@dataclass(frozen=True)
 class DoublePendulum(System):
     """Double pendulum with point masses ``m1, m2`` (kg) on rods ``l1, l2`` (m); dof = 2.
 
@@ -35,22 +38,22 @@ class DoublePendulum(System):
         Initial momenta ``~ U(-momentum_max, momentum_max)`` (>= 0).
     """
 
+    m1: float = 1.0
+    m2: float = 1.0
+    l1: float = 1.0
+    l2: float = 1.0
+    g: float = 9.81
+    angle_max: float = 1.0
+    momentum_max: float = 0.5
+
     name = "double-pendulum"
     separable = False
+    dof = 2
 
-    def __init__(self, m1: float = 1.0, m2: float = 1.0, l1: float = 1.0, l2: float = 1.0,
-                 g: float = 9.81, angle_max: float = 1.0, momentum_max: float = 0.5) -> None:
-        self.m1 = check_finite("m1", m1, positive=True)
-        self.m2 = check_finite("m2", m2, positive=True)
-        self.l1 = check_finite("l1", l1, positive=True)
-        self.l2 = check_finite("l2", l2, positive=True)
-        self.g = check_finite("g", g, positive=True)
-        self.angle_max = check_finite("angle_max", angle_max, positive=True)
-        self.momentum_max = abs(check_finite("momentum_max", momentum_max))
-        self.dof = 2
-        self._params: dict[str, Any] = {
-            "m1": self.m1, "m2": self.m2, "l1": self.l1, "l2": self.l2, "g": self.g,
-            "angle_max": self.angle_max, "momentum_max": self.momentum_max}
+    def __post_init__(self) -> None:
+        self._set(**{key: check_finite(key, getattr(self, key), positive=True)
+                     for key in ("m1", "m2", "l1", "l2", "g", "angle_max")})
+        self._set(momentum_max=abs(check_finite("momentum_max", self.momentum_max)))
 
     def _terms(self, q: Tensor, p: Tensor):
         d = q[..., 0] - q[..., 1]

@@ -74,13 +74,14 @@ def test_overwrite_flag(tmp_path):
 
 def test_user_system_module_colon_class(tmp_path, monkeypatch):
     (tmp_path / "my_module.py").write_text(textwrap.dedent("""
-        import torch
+        from dataclasses import dataclass
+
         from simulators import System
 
+        @dataclass(frozen=True)
         class MySystem(System):
-            def __init__(self, c=1.0):
-                self.c, self.dof = float(c), 2
-                self._params = {"c": self.c}
+            c: float = 1.0
+            dof = 2
 
             def hamiltonian(self, q, p):  # non-separable: coupling c q1 p2
                 return 0.5 * (q**2 + p**2).sum(-1) + self.c * q[..., 0] * p[..., 1]
