@@ -50,8 +50,9 @@ def loop_solve(system: Pendulum, q0, p0, t, method, tol):
 
     out = np.empty((len(q0), len(t), 2))
     for i in range(len(q0)):
-        sol = solve_ivp(rhs, (0.0, t[-1]), [q0[i, 0], p0[i, 0]], method=method, t_eval=t,
-                        rtol=tol, atol=tol)
+        sol = solve_ivp(
+            rhs, (0.0, t[-1]), [q0[i, 0], p0[i, 0]], method=method, t_eval=t, rtol=tol, atol=tol
+        )
         out[i] = sol.y.T
     return out[..., :1], out[..., 1:]
 
@@ -94,12 +95,16 @@ def nbody_suite(cases: list[str], scale: float, workdir: Path) -> None:
     rows = []
     for label in cases:
         name, params, sizes = NBODY_CASES[label]
-        sizes = {**sizes, **{k: max(1, round(sizes[k] * scale))
-                             for k in ("n_train", "n_val", "n_test")}}
+        sizes = {
+            **sizes,
+            **{k: max(1, round(sizes[k] * scale)) for k in ("n_train", "n_val", "n_test")},
+        }
         system = get_system(name, **params)
         n_traj = sizes["n_train"] + sizes["n_val"] + sizes["n_test"]
-        variants = [("scipy DOP853 (old default)", dict(reference="dop853")),
-                    ("REBOUND IAS15, 1 process", dict(workers=1))]
+        variants = [
+            ("scipy DOP853 (old default)", dict(reference="dop853")),
+            ("REBOUND IAS15, 1 process", dict(workers=1)),
+        ]
         base = None
         flags = None
         for vlabel, kw in variants:
@@ -113,19 +118,31 @@ def nbody_suite(cases: list[str], scale: float, workdir: Path) -> None:
             if flags is None:
                 flags = _encounters(path, system)
             errs = _energy_errors(path)
-            rows.append((label, n_traj, vlabel, sec, base / sec, int(flags.sum()),
-                         _fmt_err(errs[~flags]), _fmt_err(errs[flags])))
+            rows.append(
+                (
+                    label,
+                    n_traj,
+                    vlabel,
+                    sec,
+                    base / sec,
+                    int(flags.sum()),
+                    _fmt_err(errs[~flags]),
+                    _fmt_err(errs[flags]),
+                )
+            )
             path.unlink()
-    print(f"# n-body generation, old DOP853 reference vs REBOUND IAS15, same seeds; "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"python {platform.python_version()}, torch threads {torch.get_num_threads()}")
-    print("| case | trajectories | reference | time [s] | speed-up | close encounters | "
-          "max rel energy error, no encounter | max rel energy error, encounters |")
+    print(
+        f"# n-body generation, old DOP853 reference vs REBOUND IAS15, same seeds; "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"python {platform.python_version()}, torch threads {torch.get_num_threads()}"
+    )
+    print(
+        "| case | trajectories | reference | time [s] | speed-up | close encounters | "
+        "max rel energy error, no encounter | max rel energy error, encounters |"
+    )
     print("|---|---:|---|---:|---:|---:|---:|---:|")
     for label, n, vlabel, sec, speed, enc, e_ok, e_enc in rows:
-        print(f"| {label} | {n} | {vlabel} | {sec:.2f} | {speed:.0f}x | {enc} | {e_ok} | "
-              f"{e_enc} |")
-
+        print(f"| {label} | {n} | {vlabel} | {sec:.2f} | {speed:.0f}x | {enc} | {e_ok} | {e_enc} |")
 
 
 def pool_table(sizes: list[tuple[int, int]]) -> None:
@@ -136,8 +153,10 @@ def pool_table(sizes: list[tuple[int, int]]) -> None:
     states = [system.sample_state(np.random.default_rng([0, 0, i])) for i in range(n_max)]
     q0 = np.stack([s[0] for s in states])
     p0 = np.stack([s[1] for s in states])
-    print("\n| IAS15 reference only (three-body) | samples n_traj x n_t | 1 process [s] | "
-          "2 processes [s] |")
+    print(
+        "\n| IAS15 reference only (three-body) | samples n_traj x n_t | 1 process [s] | "
+        "2 processes [s] |"
+    )
     print("|---|---:|---:|---:|")
     for n, n_t in sizes:
         t = 0.1 * np.arange(n_t)
@@ -146,8 +165,7 @@ def pool_table(sizes: list[tuple[int, int]]) -> None:
             start = time.perf_counter()
             integrate_ias15(system, q0[:n], p0[:n], t, workers=workers)
             secs.append(time.perf_counter() - start)
-        print(f"| {n} trajectories x {n_t} samples | {n * n_t} | {secs[0]:.3f} | "
-              f"{secs[1]:.3f} |")
+        print(f"| {n} trajectories x {n_t} samples | {n * n_t} | {secs[0]:.3f} | {secs[1]:.3f} |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -157,14 +175,28 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--dt", type=float, default=0.05)
     ap.add_argument("--tol", type=float, default=1e-10)
-    ap.add_argument("--loop-subset", type=int, default=None,
-                    help="time the per-trajectory loops on this many trajectories only")
-    ap.add_argument("--cases", default=",".join(NBODY_CASES),
-                    help="nbody suite: comma-separated subset of " + ", ".join(NBODY_CASES))
-    ap.add_argument("--scale", type=float, default=1.0,
-                    help="nbody suite: multiply every trajectory count by this")
-    ap.add_argument("--pool-sizes", default="2x11,32x11,32x101,300x101",
-                    help="nbody suite: batches N_TRAJxN_T for the 1-vs-2-process table")
+    ap.add_argument(
+        "--loop-subset",
+        type=int,
+        default=None,
+        help="time the per-trajectory loops on this many trajectories only",
+    )
+    ap.add_argument(
+        "--cases",
+        default=",".join(NBODY_CASES),
+        help="nbody suite: comma-separated subset of " + ", ".join(NBODY_CASES),
+    )
+    ap.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="nbody suite: multiply every trajectory count by this",
+    )
+    ap.add_argument(
+        "--pool-sizes",
+        default="2x11,32x11,32x101,300x101",
+        help="nbody suite: batches N_TRAJxN_T for the 1-vs-2-process table",
+    )
     args = ap.parse_args(argv)
     if args.suite == "nbody":
         torch.set_num_threads(1)
@@ -174,8 +206,13 @@ def main(argv: list[str] | None = None) -> None:
             ap.error(f"unknown case(s) {unknown}; expected some of {sorted(NBODY_CASES)}")
         with tempfile.TemporaryDirectory() as tmp:
             nbody_suite(cases, args.scale, Path(tmp))
-        pool_table([tuple(int(v) for v in size.split("x")) for size in  # type: ignore[misc]
-                    args.pool_sizes.split(",") if size])
+        pool_table(
+            [
+                tuple(int(v) for v in size.split("x"))
+                for size in args.pool_sizes.split(",")  # type: ignore[misc]
+                if size
+            ]
+        )
         return
 
     system = Pendulum(m=0.5, g=6.0, l=1.0)  # the HNN pendulum, H = 3(1 - cos q) + p²
@@ -200,31 +237,59 @@ def main(argv: list[str] | None = None) -> None:
         rows.append((label, n, sec, sec * args.n_traj / n, err(q, p, n)))
 
     tol = args.tol
-    run(f"loop solve_ivp RK45 (HNN code), rtol=atol={tol:g}",
-        lambda n: loop_solve(system, q0[:n], p0[:n], t, "RK45", tol), sub)
-    run(f"loop solve_ivp DOP853, rtol=atol={tol:g}",
-        lambda n: loop_solve(system, q0[:n], p0[:n], t, "DOP853", tol), sub)
-    run(f"hamgrad batched DOP853, 1 call, rtol=atol={tol:g} (batch RMS)",
-        lambda n: integrate(system, q0[:n], p0[:n], t, rtol=tol, atol=tol), args.n_traj)
+    run(
+        f"loop solve_ivp RK45 (HNN code), rtol=atol={tol:g}",
+        lambda n: loop_solve(system, q0[:n], p0[:n], t, "RK45", tol),
+        sub,
+    )
+    run(
+        f"loop solve_ivp DOP853, rtol=atol={tol:g}",
+        lambda n: loop_solve(system, q0[:n], p0[:n], t, "DOP853", tol),
+        sub,
+    )
+    run(
+        f"hamgrad batched DOP853, 1 call, rtol=atol={tol:g} (batch RMS)",
+        lambda n: integrate(system, q0[:n], p0[:n], t, rtol=tol, atol=tol),
+        args.n_traj,
+    )
 
     def blocks(n, size=32):
-        parts = [integrate(system, q0[i:i + size], p0[i:i + size], t, rtol=tol, atol=tol,
-                           per_component=True) for i in range(0, n, size)]
+        parts = [
+            integrate(
+                system,
+                q0[i : i + size],
+                p0[i : i + size],
+                t,
+                rtol=tol,
+                atol=tol,
+                per_component=True,
+            )
+            for i in range(0, n, size)
+        ]
         return np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts])
 
-    run(f"hamgrad batched DOP853, blocks of 32, rtol=atol={tol:g} per component", blocks,
-        args.n_traj)
-    run("hamgrad exact (Jacobi elliptic, what generate uses)",
-        lambda n: system.exact_solution(q0[:n], p0[:n], t), args.n_traj)
+    run(
+        f"hamgrad batched DOP853, blocks of 32, rtol=atol={tol:g} per component",
+        blocks,
+        args.n_traj,
+    )
+    run(
+        "hamgrad exact (Jacobi elliptic, what generate uses)",
+        lambda n: system.exact_solution(q0[:n], p0[:n], t),
+        args.n_traj,
+    )
 
     base = rows[0][3]
-    print(f"# {args.n_traj} pendulum trajectories x {args.steps} steps (dt={args.dt}), "
-          f"{platform.processor() or platform.machine()}, python {platform.python_version()}")
-    print(f"{'method':<72} {'timed n':>7} {'time [s]':>9} {'per n_traj [s]':>15} "
-          f"{'speed-up':>9} {'max rel err':>12}")
+    print(
+        f"# {args.n_traj} pendulum trajectories x {args.steps} steps (dt={args.dt}), "
+        f"{platform.processor() or platform.machine()}, python {platform.python_version()}"
+    )
+    print(
+        f"{'method':<72} {'timed n':>7} {'time [s]':>9} {'per n_traj [s]':>15} "
+        f"{'speed-up':>9} {'max rel err':>12}"
+    )
     for label, n, sec, scaled, e in rows:
-        print(f"{label:<72} {n:>7} {sec:>9.3f} {scaled:>15.3f} {base / scaled:>8.1f}x "
-              f"{e:>12.2e}")
+        print(f"{label:<72} {n:>7} {sec:>9.3f} {scaled:>15.3f} {base / scaled:>8.1f}x {e:>12.2e}")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -92,11 +92,16 @@ class System(ABC):
         hamgrad 0.2) still works for one release, with a `DeprecationWarning`.
         """
         if _is_own_dataclass(type(self)):
-            return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
-        warnings.warn(f"{type(self).__name__} is not a dataclass: declaring parameters in "
-                      "self._params is deprecated and will be removed; make the system a "
-                      "@dataclasses.dataclass(frozen=True) whose fields are its parameters "
-                      "(see docs/extending.md)", DeprecationWarning, stacklevel=2)
+            fields = dataclasses.fields(cast(Any, self))
+            return {f.name: getattr(self, f.name) for f in fields if f.init}
+        warnings.warn(
+            f"{type(self).__name__} is not a dataclass: declaring parameters in "
+            "self._params is deprecated and will be removed; make the system a "
+            "@dataclasses.dataclass(frozen=True) whose fields are its parameters "
+            "(see docs/extending.md)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return dict(getattr(self, "_params", {}))
 
     def __repr__(self) -> str:
@@ -138,8 +143,9 @@ class System(ABC):
             qq = q if q.requires_grad else q.detach().requires_grad_(True)
             pp = p if p.requires_grad else p.detach().requires_grad_(True)
             energy = self.hamiltonian(qq, pp).sum()
-            gq, gp = torch.autograd.grad(energy, (qq, pp), create_graph=keep_graph,
-                                         allow_unused=True)
+            gq, gp = torch.autograd.grad(
+                energy, (qq, pp), create_graph=keep_graph, allow_unused=True
+            )
         gq = torch.zeros_like(q) if gq is None else gq
         gp = torch.zeros_like(p) if gp is None else gp
         return gq, gp
@@ -149,8 +155,9 @@ class System(ABC):
     def sample_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Draw one initial condition ``(q0, p0)``, each a float64 array ``[dof]``."""
 
-    def exact_solution(self, q0: np.ndarray, p0: np.ndarray,
-                       t: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    def exact_solution(
+        self, q0: np.ndarray, p0: np.ndarray, t: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
         """Closed-form flow, or None when the system has none.
 
         Parameters
@@ -172,8 +179,7 @@ def _is_own_dataclass(cls: type) -> bool:
     return "__dataclass_fields__" in cls.__dict__
 
 
-def sample_shell(rng: np.random.Generator, dim: int, r_min: float,
-                 r_max: float) -> np.ndarray:
+def sample_shell(rng: np.random.Generator, dim: int, r_min: float, r_max: float) -> np.ndarray:
     """A point of ``R^dim`` in uniformly random direction with radius ``~ U(r_min, r_max)``.
 
     This is the initial-condition sampler of Greydanus et al. (2019, HNN code) for the spring
@@ -184,8 +190,9 @@ def sample_shell(rng: np.random.Generator, dim: int, r_min: float,
     return direction * rng.uniform(r_min, r_max)
 
 
-def check_range(lo_name: str, lo: object, hi_name: str, hi: object,
-                positive: bool = True) -> tuple[float, float]:
+def check_range(
+    lo_name: str, lo: object, hi_name: str, hi: object, positive: bool = True
+) -> tuple[float, float]:
     """Validate a sampling range ``lo <= hi`` of finite (positive) numbers."""
     a = check_finite(lo_name, lo, positive=positive)
     b = check_finite(hi_name, hi, positive=positive)

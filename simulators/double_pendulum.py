@@ -51,8 +51,12 @@ class DoublePendulum(System):
     dof = 2
 
     def __post_init__(self) -> None:
-        self._set(**{key: check_finite(key, getattr(self, key), positive=True)
-                     for key in ("m1", "m2", "l1", "l2", "g", "angle_max")})
+        self._set(
+            **{
+                key: check_finite(key, getattr(self, key), positive=True)
+                for key in ("m1", "m2", "l1", "l2", "g", "angle_max")
+            }
+        )
         self._set(momentum_max=abs(check_finite("momentum_max", self.momentum_max)))
 
     def _terms(self, q: Tensor, p: Tensor):
@@ -60,16 +64,22 @@ class DoublePendulum(System):
         c, s = torch.cos(d), torch.sin(d)
         den = self.m1 + self.m2 * s**2
         p1, p2 = p[..., 0], p[..., 1]
-        num = (self.m2 * self.l2**2 * p1**2 + (self.m1 + self.m2) * self.l1**2 * p2**2
-               - 2 * self.m2 * self.l1 * self.l2 * p1 * p2 * c)
+        num = (
+            self.m2 * self.l2**2 * p1**2
+            + (self.m1 + self.m2) * self.l1**2 * p2**2
+            - 2 * self.m2 * self.l1 * self.l2 * p1 * p2 * c
+        )
         return c, s, den, p1, p2, num
 
     def hamiltonian(self, q: Tensor, p: Tensor) -> Tensor:
         """Energy (J), shapes ``[..., 2]`` -> ``[...]``."""
         _, _, den, _, _, num = self._terms(q, p)
         kinetic = num / (2 * self.m2 * self.l1**2 * self.l2**2 * den)
-        return (kinetic - (self.m1 + self.m2) * self.g * self.l1 * torch.cos(q[..., 0])
-                - self.m2 * self.g * self.l2 * torch.cos(q[..., 1]))
+        return (
+            kinetic
+            - (self.m1 + self.m2) * self.g * self.l1 * torch.cos(q[..., 0])
+            - self.m2 * self.g * self.l2 * torch.cos(q[..., 1])
+        )
 
     def dH_dq(self, q: Tensor, p: Tensor) -> Tensor:
         """Analytic ∂H/∂q, shape ``[..., 2]`` (depends on ``p``: the system is non-separable)."""
@@ -86,8 +96,9 @@ class DoublePendulum(System):
         """Analytic ∂H/∂p (angular velocities, rad/s), shape ``[..., 2]``."""
         c, _, den, p1, p2, _ = self._terms(q, p)
         v1 = (self.l2 * p1 - self.l1 * p2 * c) / (self.l1**2 * self.l2 * den)
-        v2 = (((self.m1 + self.m2) * self.l1 * p2 - self.m2 * self.l2 * p1 * c)
-              / (self.m2 * self.l1 * self.l2**2 * den))
+        v2 = ((self.m1 + self.m2) * self.l1 * p2 - self.m2 * self.l2 * p1 * c) / (
+            self.m2 * self.l1 * self.l2**2 * den
+        )
         return torch.stack((v1, v2), dim=-1)
 
     def sample_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -60,20 +60,26 @@ def _sample(system: System, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
     q, p = system.sample_state(rng)
     q, p = np.asarray(q, dtype=np.float64), np.asarray(p, dtype=np.float64)
     if q.shape != (system.dof,) or p.shape != (system.dof,):
-        raise ConfigError(f"{system.name}.sample_state must return two arrays of shape "
-                          f"[{system.dof}], got {q.shape} and {p.shape}")
+        raise ConfigError(
+            f"{system.name}.sample_state must return two arrays of shape "
+            f"[{system.dof}], got {q.shape} and {p.shape}"
+        )
     if not (np.all(np.isfinite(q)) and np.all(np.isfinite(p))):
         raise ConfigError(f"{system.name}.sample_state returned non-finite values")
     return q, p
 
 
-def _derived(system: System, q: np.ndarray, p: np.ndarray, rngs: list[np.random.Generator],
-             noise_std: float) -> dict[str, np.ndarray]:
+def _derived(
+    system: System, q: np.ndarray, p: np.ndarray, rngs: list[np.random.Generator], noise_std: float
+) -> dict[str, np.ndarray]:
     """Exact derivatives and energies of the reference states, then the noisy observations."""
     tq, tp = torch.from_numpy(q), torch.from_numpy(p)
     dq, dp = system.time_derivative(tq, tp)
-    out = {"dq_dt": dq.numpy().copy(), "dp_dt": dp.numpy().copy(),
-           "energy": system.hamiltonian(tq, tp).numpy().copy()}
+    out = {
+        "dq_dt": dq.numpy().copy(),
+        "dp_dt": dp.numpy().copy(),
+        "energy": system.hamiltonian(tq, tp).numpy().copy(),
+    }
     if noise_std > 0:
         # Drawn after the state from the same per-trajectory generator: depends on (seed, i).
         noise = np.stack([rng.standard_normal((2, *q.shape[1:])) for rng in rngs])
@@ -88,8 +94,9 @@ def _rel_energy_error(energy: np.ndarray) -> np.ndarray:
     return np.max(np.abs(energy - e0) / np.maximum(np.abs(e0), np.finfo(float).tiny), axis=1)
 
 
-def _report_encounters(system: System, split: str, idx: range, ref: Reference,
-                       rel_error: np.ndarray) -> None:
+def _report_encounters(
+    system: System, split: str, idx: range, ref: Reference, rel_error: np.ndarray
+) -> None:
     """Warn, once per split, naming the trajectories that met in close encounters."""
     if ref.encounter_time is None:
         return
@@ -98,12 +105,16 @@ def _report_encounters(system: System, split: str, idx: range, ref: Reference,
         return
     which = [idx[i] for i in np.flatnonzero(met)]
     shown = ", ".join(map(str, which[:10])) + (", ..." if len(which) > 10 else "")
-    others = (f"{rel_error[~met].max():.2g}" if (~met).any() else "none")
-    warnings.warn(f"{system.name}: {len(which)} of {len(idx)} {split} trajectories had a close "
-                  f"encounter (a pair closer than {ENCOUNTER_RATIO:g} x its initial minimum "
-                  f"separation), first at t={np.nanmin(ref.encounter_time):.3g}: trajectories "
-                  f"{shown}; max relative energy error {rel_error[met].max():.2g} for them, "
-                  f"{others} for the others", CloseEncounterWarning, stacklevel=3)
+    others = f"{rel_error[~met].max():.2g}" if (~met).any() else "none"
+    warnings.warn(
+        f"{system.name}: {len(which)} of {len(idx)} {split} trajectories had a close "
+        f"encounter (a pair closer than {ENCOUNTER_RATIO:g} x its initial minimum "
+        f"separation), first at t={np.nanmin(ref.encounter_time):.3g}: trajectories "
+        f"{shown}; max relative energy error {rel_error[met].max():.2g} for them, "
+        f"{others} for the others",
+        CloseEncounterWarning,
+        stacklevel=3,
+    )
 
 
 @contextlib.contextmanager
@@ -117,13 +128,29 @@ def _progress(enabled: bool, total: int, label: str) -> Iterator[Any]:
         yield bar
 
 
-def generate(system: System | str, path: str | os.PathLike[str], *, n_train: int,
-             n_val: int, n_test: int, n_steps: int, n_steps_test: int | None = None,
-             dt: float, noise_std: float = 0.0, seed: int = 0, overwrite: bool = False,
-             params: Mapping[str, Any] | None = None, shard: tuple[int, int] | None = None,
-             batch_size: int = 32, rtol: float = 1e-12, atol: float = 1e-12,
-             use_exact: bool = True, reference: str | None = None, workers: int | None = None,
-             progress: bool = False) -> Path:
+def generate(
+    system: System | str,
+    path: str | os.PathLike[str],
+    *,
+    n_train: int,
+    n_val: int,
+    n_test: int,
+    n_steps: int,
+    n_steps_test: int | None = None,
+    dt: float,
+    noise_std: float = 0.0,
+    seed: int = 0,
+    overwrite: bool = False,
+    params: Mapping[str, Any] | None = None,
+    shard: tuple[int, int] | None = None,
+    batch_size: int = 32,
+    rtol: float = 1e-12,
+    atol: float = 1e-12,
+    use_exact: bool = True,
+    reference: str | None = None,
+    workers: int | None = None,
+    progress: bool = False,
+) -> Path:
     """Simulate a system and write its dataset in the HDF5 format, version 1.
 
     Parameters
@@ -185,15 +212,17 @@ def generate(system: System | str, path: str | os.PathLike[str], *, n_train: int
     if isinstance(system, str):
         system = get_system(system, **dict(params or {}))
     elif params:
-        raise ConfigError("params may only be given with a system name, got a System instance "
-                          "and params")
-    counts = {name: check_int(f"n_{name}", n, minimum=0)
-              for name, n in zip(SPLIT_NAMES, (n_train, n_val, n_test), strict=True)}
+        raise ConfigError(
+            "params may only be given with a system name, got a System instance and params"
+        )
+    counts = {
+        name: check_int(f"n_{name}", n, minimum=0)
+        for name, n in zip(SPLIT_NAMES, (n_train, n_val, n_test), strict=True)
+    }
     if sum(counts.values()) == 0:
         raise ConfigError("n_train + n_val + n_test must be >= 1, got 0 trajectories")
     n_steps = check_int("n_steps", n_steps)
-    n_steps_test = n_steps if n_steps_test is None else check_int("n_steps_test",
-                                                                           n_steps_test)
+    n_steps_test = n_steps if n_steps_test is None else check_int("n_steps_test", n_steps_test)
     dt = check_finite("dt", dt, positive=True)
     noise_std = check_finite("noise_std", noise_std)
     if noise_std < 0:
@@ -203,10 +232,14 @@ def generate(system: System | str, path: str | os.PathLike[str], *, n_train: int
     rtol = check_finite("rtol", rtol, positive=True)
     atol = check_finite("atol", atol, positive=True)
     if shard is not None:
-        if (len(shard) != 2 or not all(isinstance(v, int) for v in shard)
-                or not 0 <= shard[0] < shard[1]):
-            raise ConfigError(f"shard must be (index, count) with 0 <= index < count, got "
-                              f"{shard!r}")
+        if (
+            len(shard) != 2
+            or not all(isinstance(v, int) for v in shard)
+            or not 0 <= shard[0] < shard[1]
+        ):
+            raise ConfigError(
+                f"shard must be (index, count) with 0 <= index < count, got {shard!r}"
+            )
     path = Path(path)
     if path.exists() and not overwrite:
         raise DatasetError(f"{path}: file exists; pass overwrite=True (--overwrite) to replace")
@@ -215,15 +248,21 @@ def generate(system: System | str, path: str | os.PathLike[str], *, n_train: int
     ranges = {name: shard_range(n, batch_size, shard) for name, n in counts.items()}
     ranges = {name: r for name, r in ranges.items() if len(r) > 0}
     if not ranges:
-        raise ConfigError(f"shard {shard[0]}/{shard[1]} holds no trajectories; use fewer shards "  # type: ignore[index]
-                          f"or a smaller batch_size")
+        raise ConfigError(
+            f"shard {shard[0]}/{shard[1]} holds no trajectories; use fewer shards "  # type: ignore[index]
+            f"or a smaller batch_size"
+        )
     total = sum(len(r) for r in ranges.values())
     splits: dict[str, Split] = {}
     hows: set[str] = set()
     with _progress(progress, total, f"simulating {system.name}") as bar:
-        settings = ReferenceSettings(rtol=rtol, atol=atol, batch_size=batch_size,
-                                     workers=workers,
-                                     progress=None if bar is None else bar.update)
+        settings = ReferenceSettings(
+            rtol=rtol,
+            atol=atol,
+            batch_size=batch_size,
+            workers=workers,
+            progress=None if bar is None else bar.update,
+        )
         for name, idx in ranges.items():
             split_id = SPLIT_NAMES.index(name)
             t = dt * np.arange(steps[name] + 1, dtype=np.float64)
@@ -231,26 +270,42 @@ def generate(system: System | str, path: str | os.PathLike[str], *, n_train: int
             states = [_sample(system, rng) for rng in rngs]
             q0 = np.stack([s[0] for s in states])
             p0 = np.stack([s[1] for s in states])
-            ref = reference_trajectories(system, q0, p0, t, method=reference,
-                                         use_exact=use_exact, settings=settings)
+            ref = reference_trajectories(
+                system, q0, p0, t, method=reference, use_exact=use_exact, settings=settings
+            )
             hows.update(ref.how.split("; "))
             # Derivatives in the same blocks as ever (whole multiples of batch_size), so a
             # trajectory's bytes never depend on the shard that computes it.
-            blocks = [_derived(system, ref.q[a:a + batch_size], ref.p[a:a + batch_size],
-                               rngs[a:a + batch_size], noise_std)
-                      for a in range(0, len(idx), batch_size)]
+            blocks = [
+                _derived(
+                    system,
+                    ref.q[a : a + batch_size],
+                    ref.p[a : a + batch_size],
+                    rngs[a : a + batch_size],
+                    noise_std,
+                )
+                for a in range(0, len(idx), batch_size)
+            ]
             cat = {k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]}
             rel_error = _rel_energy_error(cat["energy"])
             _report_encounters(system, name, idx, ref, rel_error)
-            splits[name] = Split(t=t, attrs={"max_rel_energy_error": float(rel_error.max())},
-                                 **cat)
+            splits[name] = Split(t=t, attrs={"max_rel_energy_error": float(rel_error.max())}, **cat)
 
     attrs: dict[str, Any] = {
-        "dof": system.dof, "dt": dt, "system": system.name, "system_params": system.params,
-        "seed": seed, "noise_std": noise_std, "reference": "; ".join(sorted(hows)),
+        "dof": system.dof,
+        "dt": dt,
+        "system": system.name,
+        "system_params": system.params,
+        "seed": seed,
+        "noise_std": noise_std,
+        "reference": "; ".join(sorted(hows)),
         "created_by": f"hamgrad {__version__} simulators.generate",
-        "n_train": counts["train"], "n_val": counts["val"], "n_test": counts["test"],
-        "n_steps": n_steps, "n_steps_test": n_steps_test, "batch_size": batch_size,
+        "n_train": counts["train"],
+        "n_val": counts["val"],
+        "n_test": counts["test"],
+        "n_steps": n_steps,
+        "n_steps_test": n_steps_test,
+        "batch_size": batch_size,
     }
     if shard is not None:
         attrs["shard"] = f"{shard[0]}/{shard[1]}"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import final
+from typing import Any, final
 
 import numpy as np
 import torch
@@ -51,7 +51,7 @@ class _Gravity(System):
     reference_method = "ias15"
     n: int
     dim: int
-    masses: tuple[float, ...]
+    masses: Any  # as given by a subclass field; a tuple of n floats after __post_init__
     G: float
     softening: float
 
@@ -165,13 +165,18 @@ class NBody(_Gravity):
         self._set(n=n, masses=_masses(masses, n))
         self._check_gravity()
         lo, hi = check_range("radius_min", self.radius_min, "radius_max", self.radius_max)
-        self._set(radius_min=lo, radius_max=hi,
-                  perturbation=abs(check_finite("perturbation", self.perturbation)),
-                  inclination_max=abs(check_finite("inclination_max", self.inclination_max)),
-                  min_gap=abs(check_finite("min_gap", self.min_gap)))
+        self._set(
+            radius_min=lo,
+            radius_max=hi,
+            perturbation=abs(check_finite("perturbation", self.perturbation)),
+            inclination_max=abs(check_finite("inclination_max", self.inclination_max)),
+            min_gap=abs(check_finite("min_gap", self.min_gap)),
+        )
         if n > 2 and (n - 2) * self.min_gap >= hi - lo:
-            raise ConfigError(f"min_gap={self.min_gap!r} leaves no room for n-1={n - 1} orbits "
-                              f"between radius_min={lo!r} and radius_max={hi!r}")
+            raise ConfigError(
+                f"min_gap={self.min_gap!r} leaves no room for n-1={n - 1} orbits "
+                f"between radius_min={lo!r} and radius_max={hi!r}"
+            )
 
     def sample_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """A random planetary configuration, ``(q, p)`` of shape ``[n*dim]`` (class docstring)."""
@@ -181,8 +186,10 @@ class NBody(_Gravity):
             if k == 1 or np.diff(np.sort(radius)).min() >= self.min_gap:
                 break
         else:
-            raise ConfigError(f"could not draw {k} orbit radii with min_gap={self.min_gap}; "
-                              "lower min_gap or widen radius_min..radius_max")
+            raise ConfigError(
+                f"could not draw {k} orbit radii with min_gap={self.min_gap}; "
+                "lower min_gap or widen radius_min..radius_max"
+            )
         phase = rng.uniform(0, 2 * np.pi, size=k)
         # Orbit-plane basis (e1, e2): the x-y plane, tilted about a random in-plane axis in 3-D.
         e1 = np.zeros((k, self.dim))
@@ -192,8 +199,9 @@ class NBody(_Gravity):
             tilt = rng.uniform(-self.inclination_max, self.inclination_max, size=k)
             node = rng.uniform(0, 2 * np.pi, size=k)
             axis = np.stack((np.cos(node), np.sin(node), np.zeros(k)), axis=1)
-            normal = np.stack((-np.sin(node) * np.sin(tilt), np.cos(node) * np.sin(tilt),
-                               np.cos(tilt)), axis=1)
+            normal = np.stack(
+                (-np.sin(node) * np.sin(tilt), np.cos(node) * np.sin(tilt), np.cos(tilt)), axis=1
+            )
             e1, e2 = axis, np.cross(normal, axis)
         direction = np.cos(phase)[:, None] * e1 + np.sin(phase)[:, None] * e2
         tangent = -np.sin(phase)[:, None] * e1 + np.cos(phase)[:, None] * e2
@@ -243,8 +251,11 @@ class ThreeBody(_Gravity):
         self._set(masses=_masses(self.masses, 3))
         self._check_gravity()
         lo, hi = check_range("radius_min", self.radius_min, "radius_max", self.radius_max)
-        self._set(radius_min=lo, radius_max=hi,
-                  perturbation=abs(check_finite("perturbation", self.perturbation)))
+        self._set(
+            radius_min=lo,
+            radius_max=hi,
+            perturbation=abs(check_finite("perturbation", self.perturbation)),
+        )
 
     def sample_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """A perturbed equilateral configuration, ``(q, p)`` of shape ``[6]`` each."""
@@ -255,8 +266,7 @@ class ThreeBody(_Gravity):
         accel = (-self.dH_dq(q, q) / self._mass_per_coord(q)).numpy().reshape(3, 2)
         speed = np.sqrt(np.linalg.norm(accel, axis=1) * r)
         tangent = np.stack((-np.sin(angles), np.cos(angles)), axis=1)
-        v = tangent * (speed * (1 + rng.uniform(-self.perturbation, self.perturbation, 3)))[
-            :, None]
+        v = tangent * (speed * (1 + rng.uniform(-self.perturbation, self.perturbation, 3)))[:, None]
         x, v = self._to_com_frame(x, v)
         return x.reshape(-1), (np.asarray(self.masses)[:, None] * v).reshape(-1)
 
@@ -300,15 +310,17 @@ class Kepler(_Gravity):
     softening = 0.0
 
     def __post_init__(self) -> None:
-        self._set(m1=check_finite("m1", self.m1, positive=True),
-                  m2=check_finite("m2", self.m2, positive=True))
+        self._set(
+            m1=check_finite("m1", self.m1, positive=True),
+            m2=check_finite("m2", self.m2, positive=True),
+        )
         self._check_gravity()
         r_lo, r_hi = check_range("radius_min", self.radius_min, "radius_max", self.radius_max)
         v_lo, v_hi = check_range("speed_min", self.speed_min, "speed_max", self.speed_max)
         self._set(radius_min=r_lo, radius_max=r_hi, speed_min=v_lo, speed_max=v_hi)
 
     @property
-    def masses(self) -> tuple[float, float]:  # type: ignore[override]
+    def masses(self) -> tuple[float, float]:
         """``(m1, m2)``."""
         return (self.m1, self.m2)
 
@@ -322,15 +334,20 @@ class Kepler(_Gravity):
         r = rng.uniform(self.radius_min, self.radius_max)
         phi = rng.uniform(0, 2 * np.pi)
         sep = r * np.array([np.cos(phi), np.sin(phi)])
-        rel_v = (rng.uniform(self.speed_min, self.speed_max) * np.sqrt(self.mu / r)
-                 * np.array([-np.sin(phi), np.cos(phi)]) * rng.choice([-1.0, 1.0]))
+        rel_v = (
+            rng.uniform(self.speed_min, self.speed_max)
+            * np.sqrt(self.mu / r)
+            * np.array([-np.sin(phi), np.cos(phi)])
+            * rng.choice([-1.0, 1.0])
+        )
         m1, m2 = self.masses
         x = np.stack((sep * m2, -sep * m1)) / (m1 + m2)
         v = np.stack((rel_v * m2, -rel_v * m1)) / (m1 + m2)
         return x.reshape(-1), (np.asarray(self.masses)[:, None] * v).reshape(-1)
 
-    def exact_solution(self, q0: np.ndarray, p0: np.ndarray,
-                       t: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    def exact_solution(
+        self, q0: np.ndarray, p0: np.ndarray, t: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
         """Exact flow ``[n_traj, n_t, 4]``; None when any orbit is unbound (then DOP853)."""
         m1, m2 = self.masses
         M = m1 + m2
@@ -340,7 +357,7 @@ class Kepler(_Gravity):
         r0v, v0v = x0[:, 0] - x0[:, 1], v0[:, 0] - v0[:, 1]
         mu = self.mu
         r0 = np.linalg.norm(r0v, axis=1)[:, None]  # [B, 1] against t [n_t]
-        alpha = (2 / r0 - (v0v**2).sum(1)[:, None] / mu)  # 1/a
+        alpha = 2 / r0 - (v0v**2).sum(1)[:, None] / mu  # 1/a
         if np.any(alpha <= 0):
             return None
         a = 1 / alpha
@@ -358,8 +375,9 @@ class Kepler(_Gravity):
         rel_v = fd[..., None] * r0v[:, None] + gd[..., None] * v0v[:, None]
         com = com_x[:, None] + t[:, None] * com_v[:, None]
         q = np.concatenate((com + m2 / M * rel, com - m1 / M * rel), axis=-1)
-        vel = np.concatenate((com_v[:, None] + m2 / M * rel_v, com_v[:, None] - m1 / M * rel_v),
-                             axis=-1)
+        vel = np.concatenate(
+            (com_v[:, None] + m2 / M * rel_v, com_v[:, None] - m1 / M * rel_v), axis=-1
+        )
         return q, vel * np.array([m1, m1, m2, m2])
 
 
@@ -377,8 +395,10 @@ def _solve_kepler(mean: np.ndarray, C: np.ndarray, S: np.ndarray) -> np.ndarray:
         x -= step
         if np.all(np.abs(step) <= tol):
             return x
-    raise IntegratorError("Kepler's equation did not converge in 100 Newton steps "
-                          f"(max residual {np.max(np.abs(F)):.3g}); eccentricity too high?")
+    raise IntegratorError(
+        "Kepler's equation did not converge in 100 Newton steps "
+        f"(max residual {np.max(np.abs(F)):.3g}); eccentricity too high?"
+    )
 
 
 def total_momentum(system: _Gravity, p: np.ndarray) -> np.ndarray:

@@ -56,9 +56,11 @@ class Pendulum(System):
     dof = 1
 
     def __post_init__(self) -> None:
-        self._set(m=check_finite("m", self.m, positive=True),
-                  g=check_finite("g", self.g, positive=True),
-                  l=check_finite("l", self.l, positive=True))
+        self._set(
+            m=check_finite("m", self.m, positive=True),
+            g=check_finite("g", self.g, positive=True),
+            l=check_finite("l", self.l, positive=True),
+        )
         lo, hi = check_range("radius_min", self.radius_min, "radius_max", self.radius_max)
         self._set(radius_min=lo, radius_max=hi)
 
@@ -80,8 +82,9 @@ class Pendulum(System):
         x = sample_shell(rng, 2, self.radius_min, self.radius_max)
         return x[:1], x[1:]
 
-    def exact_solution(self, q0: np.ndarray, p0: np.ndarray,
-                       t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def exact_solution(
+        self, q0: np.ndarray, p0: np.ndarray, t: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Exact flow ``[n_traj, n_t, 1]`` for librating and rotating states alike."""
         w0 = np.sqrt(self.g / self.l)
         mll = self.m * self.l**2

@@ -44,8 +44,14 @@ from hamgrad.errors import ConfigError, IntegratorError, check_finite, check_int
 if TYPE_CHECKING:
     from simulators.nbody import _Gravity
 
-__all__ = ["ENCOUNTER_RATIO", "PARALLEL_MIN_SAMPLES", "REFERENCE_NAME", "Ias15Run",
-           "default_workers", "integrate_ias15"]
+__all__ = [
+    "ENCOUNTER_RATIO",
+    "PARALLEL_MIN_SAMPLES",
+    "REFERENCE_NAME",
+    "Ias15Run",
+    "default_workers",
+    "integrate_ias15",
+]
 
 #: What the dataset's ``reference`` attribute says for trajectories computed here.
 REFERENCE_NAME = f"rebound IAS15 {rebound.__version__}"
@@ -94,8 +100,9 @@ def _min_separation(x: np.ndarray) -> float:
     return float(np.sqrt(((x[i] - x[j]) ** 2).sum(-1)).min())
 
 
-def _simulate(bodies: _Bodies, x0: np.ndarray, v0: np.ndarray, t: np.ndarray,
-              encounter_ratio: float) -> tuple[np.ndarray, float, float, int]:
+def _simulate(
+    bodies: _Bodies, x0: np.ndarray, v0: np.ndarray, t: np.ndarray, encounter_ratio: float
+) -> tuple[np.ndarray, float, float, int]:
     """One IAS15 run: states ``[n_t, n, 6]`` (x, y, z, vx, vy, vz), encounter time, distance."""
     n = len(bodies.masses)
     sim = rebound.Simulation()
@@ -124,17 +131,21 @@ def _simulate(bodies: _Bodies, x0: np.ndarray, v0: np.ndarray, t: np.ndarray,
             except (rebound.GenericError, rebound.Collision, rebound.Escape) as exc:
                 raise IntegratorError(f"REBOUND IAS15 failed at t={sim.t:.17g}: {exc}") from None
         if sim.t != tk:
-            raise IntegratorError(f"REBOUND IAS15 stopped at t={sim.t!r}, expected exactly "
-                                  f"{float(tk)!r}")
+            raise IntegratorError(
+                f"REBOUND IAS15 stopped at t={sim.t!r}, expected exactly {float(tk)!r}"
+            )
         sim.serialize_particle_data(xyzvxvyvz=states[k])
     if not np.all(np.isfinite(states)):
-        raise IntegratorError("REBOUND IAS15 produced a non-finite state (a collision of "
-                              "point masses?); use softening > 0")
+        raise IntegratorError(
+            "REBOUND IAS15 produced a non-finite state (a collision of "
+            "point masses?); use softening > 0"
+        )
     return states.reshape(len(t), n, 6), encounter, distance, int(sim.steps_done)
 
 
-def _run_chunk(bodies: _Bodies, x0: np.ndarray, v0: np.ndarray, t: np.ndarray,
-               encounter_ratio: float) -> list[tuple[np.ndarray, float, float, int]]:
+def _run_chunk(
+    bodies: _Bodies, x0: np.ndarray, v0: np.ndarray, t: np.ndarray, encounter_ratio: float
+) -> list[tuple[np.ndarray, float, float, int]]:
     return [_simulate(bodies, x, v, t, encounter_ratio) for x, v in zip(x0, v0, strict=True)]
 
 
@@ -155,9 +166,16 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def integrate_ias15(system: _Gravity, q0: np.ndarray, p0: np.ndarray, t: np.ndarray, *,
-                    encounter_ratio: float = ENCOUNTER_RATIO, workers: int | None = 1,
-                    progress: Callable[[int], None] | None = None) -> Ias15Run:
+def integrate_ias15(
+    system: _Gravity,
+    q0: np.ndarray,
+    p0: np.ndarray,
+    t: np.ndarray,
+    *,
+    encounter_ratio: float = ENCOUNTER_RATIO,
+    workers: int | None = 1,
+    progress: Callable[[int], None] | None = None,
+) -> Ias15Run:
     """Integrate a batch of n-body trajectories with REBOUND IAS15, one simulation each.
 
     Parameters
@@ -195,23 +213,34 @@ def integrate_ias15(system: _Gravity, q0: np.ndarray, p0: np.ndarray, t: np.ndar
     q0 = np.asarray(q0, dtype=np.float64)
     p0 = np.asarray(p0, dtype=np.float64)
     if q0.ndim != 2 or q0.shape[1] != n * dim or p0.shape != q0.shape:
-        raise ConfigError(f"q0 and p0 must both have shape [n_traj, {n * dim}], got "
-                          f"{q0.shape} and {p0.shape}")
+        raise ConfigError(
+            f"q0 and p0 must both have shape [n_traj, {n * dim}], got {q0.shape} and {p0.shape}"
+        )
     t = np.asarray(t, dtype=np.float64)
-    if t.ndim != 1 or len(t) == 0 or not np.all(np.isfinite(t)) or t[0] < 0 \
-            or np.any(np.diff(t) <= 0):
-        raise ConfigError("t must be a non-empty increasing 1-D array of finite times >= 0, "
-                          f"got shape {t.shape}")
+    if (
+        t.ndim != 1
+        or len(t) == 0
+        or not np.all(np.isfinite(t))
+        or t[0] < 0
+        or np.any(np.diff(t) <= 0)
+    ):
+        raise ConfigError(
+            f"t must be a non-empty increasing 1-D array of finite times >= 0, got shape {t.shape}"
+        )
     masses = np.asarray(system.masses, dtype=np.float64)
-    bodies = _Bodies(tuple(float(m) for m in masses), float(system.G),
-                     float(system.softening), dim)
+    bodies = _Bodies(tuple(float(m) for m in masses), float(system.G), float(system.softening), dim)
     x0 = q0.reshape(-1, n, dim)
     v0 = p0.reshape(-1, n, dim) / masses[:, None]
     n_traj = len(x0)
     if n_traj == 0:
         empty = np.empty((0, len(t), n * dim))
-        return Ias15Run(q=empty, p=empty.copy(), encounter_time=np.empty(0),
-                        encounter_distance=np.empty(0), steps=np.empty(0, dtype=np.int64))
+        return Ias15Run(
+            q=empty,
+            p=empty.copy(),
+            encounter_time=np.empty(0),
+            encounter_distance=np.empty(0),
+            steps=np.empty(0, dtype=np.int64),
+        )
     if workers is None:
         workers = default_workers() if n_traj * len(t) >= PARALLEL_MIN_SAMPLES else 1
     if "fork" not in multiprocessing.get_all_start_methods():
@@ -231,8 +260,10 @@ def integrate_ias15(system: _Gravity, q0: np.ndarray, p0: np.ndarray, t: np.ndar
         spans = list(itertools.pairwise(bounds.tolist()))
         chunks: list[list[tuple[np.ndarray, float, float, int]]] = []
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as ex:
-            futures = [ex.submit(_run_chunk, bodies, x0[a:b], v0[a:b], t, encounter_ratio)
-                       for a, b in spans]
+            futures = [
+                ex.submit(_run_chunk, bodies, x0[a:b], v0[a:b], t, encounter_ratio)
+                for a, b in spans
+            ]
             for future, (a, b) in zip(futures, spans, strict=True):
                 chunks.append(future.result())
                 if progress is not None:
@@ -243,6 +274,10 @@ def integrate_ias15(system: _Gravity, q0: np.ndarray, p0: np.ndarray, t: np.ndar
     q = np.ascontiguousarray(states[..., :dim].reshape(n_traj, len(t), n * dim))
     v = states[..., 3 : 3 + dim]
     p = np.ascontiguousarray((v * masses[:, None]).reshape(n_traj, len(t), n * dim))
-    return Ias15Run(q=q, p=p, encounter_time=np.array([r[1] for r in results]),
-                    encounter_distance=np.array([r[2] for r in results]),
-                    steps=np.array([r[3] for r in results], dtype=np.int64))
+    return Ias15Run(
+        q=q,
+        p=p,
+        encounter_time=np.array([r[1] for r in results]),
+        encounter_distance=np.array([r[2] for r in results]),
+        steps=np.array([r[3] for r in results], dtype=np.int64),
+    )

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -35,28 +36,46 @@ from hamgrad.errors import ConfigError, IntegratorError, check_finite, check_int
 from simulators.base import System
 from simulators.rebound_reference import ENCOUNTER_RATIO, REFERENCE_NAME, integrate_ias15
 
-__all__ = ["REFERENCE_METHODS", "Reference", "ReferenceSettings", "integrate",
-           "reference_solution", "reference_trajectories"]
+__all__ = [
+    "REFERENCE_METHODS",
+    "Reference",
+    "ReferenceSettings",
+    "integrate",
+    "reference_solution",
+    "reference_trajectories",
+]
 
 
-def _check_inputs(system: System, q0: np.ndarray, p0: np.ndarray,
-                  t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _check_inputs(
+    system: System, q0: np.ndarray, p0: np.ndarray, t: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     q0 = np.asarray(q0, dtype=np.float64)
     p0 = np.asarray(p0, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64)
     want = (q0.shape[0] if q0.ndim == 2 else -1, system.dof)
     if q0.ndim != 2 or q0.shape[1] != system.dof or p0.shape != q0.shape:
-        raise ConfigError(f"q0 and p0 must both have shape [n_traj, dof={system.dof}], got "
-                          f"{q0.shape} and {p0.shape} (expected {want})")
+        raise ConfigError(
+            f"q0 and p0 must both have shape [n_traj, dof={system.dof}], got "
+            f"{q0.shape} and {p0.shape} (expected {want})"
+        )
     if t.ndim != 1 or len(t) == 0 or t[0] < 0 or np.any(np.diff(t) <= 0):
-        raise ConfigError("t must be a non-empty increasing 1-D array of times >= 0, got "
-                          f"shape {t.shape}")
+        raise ConfigError(
+            f"t must be a non-empty increasing 1-D array of times >= 0, got shape {t.shape}"
+        )
     return q0, p0, t
 
 
-def integrate(system: System, q0: np.ndarray, p0: np.ndarray, t: np.ndarray, *,
-              rtol: float = 1e-12, atol: float = 1e-12, method: str = "DOP853",
-              per_component: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def integrate(
+    system: System,
+    q0: np.ndarray,
+    p0: np.ndarray,
+    t: np.ndarray,
+    *,
+    rtol: float = 1e-12,
+    atol: float = 1e-12,
+    method: str = "DOP853",
+    per_component: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """Integrate Hamilton's equations for a batch with one scipy ``solve_ivp`` call.
 
     Parameters
@@ -94,14 +113,13 @@ def integrate(system: System, q0: np.ndarray, p0: np.ndarray, t: np.ndarray, *,
         return torch.stack((dq, dp)).numpy().reshape(-1)
 
     y0 = np.stack((q0, p0)).reshape(-1)
-    sol = solve_ivp(rhs, (0.0, float(t[-1])), y0, method=method, t_eval=t, rtol=rtol,
-                    atol=atol)
+    sol = solve_ivp(rhs, (0.0, float(t[-1])), y0, method=method, t_eval=t, rtol=rtol, atol=atol)
     if not sol.success or not np.all(np.isfinite(sol.y)):
-        raise IntegratorError(f"scipy {method} failed for system {system.name!r}: "
-                              f"{sol.message}")
+        raise IntegratorError(f"scipy {method} failed for system {system.name!r}: {sol.message}")
     y = sol.y.T.reshape(len(t), *shape)  # [n_t, 2, n_traj, dof]
     return np.ascontiguousarray(y[:, 0].transpose(1, 0, 2)), np.ascontiguousarray(
-        y[:, 1].transpose(1, 0, 2))
+        y[:, 1].transpose(1, 0, 2)
+    )
 
 
 @dataclass(frozen=True)
@@ -159,35 +177,56 @@ class Reference:
 
 
 #: A numerical reference: ``(system, q0 [B, dof], p0 [B, dof], t [n_t], settings) -> Reference``.
-ReferenceMethod = Callable[[System, np.ndarray, np.ndarray, np.ndarray, ReferenceSettings],
-                           Reference]
+ReferenceMethod = Callable[
+    [System, np.ndarray, np.ndarray, np.ndarray, ReferenceSettings], Reference
+]
 
 
-def _dop853(system: System, q0: np.ndarray, p0: np.ndarray, t: np.ndarray,
-            settings: ReferenceSettings) -> Reference:
+def _dop853(
+    system: System, q0: np.ndarray, p0: np.ndarray, t: np.ndarray, settings: ReferenceSettings
+) -> Reference:
     qs, ps = [], []
     for start in range(0, len(q0), settings.batch_size):
         block = slice(start, start + settings.batch_size)
-        q, p = integrate(system, q0[block], p0[block], t, rtol=settings.rtol,
-                         atol=settings.atol, per_component=settings.per_component)
+        q, p = integrate(
+            system,
+            q0[block],
+            p0[block],
+            t,
+            rtol=settings.rtol,
+            atol=settings.atol,
+            per_component=settings.per_component,
+        )
         qs.append(q)
         ps.append(p)
         if settings.progress is not None:
             settings.progress(len(q))
     scope = " per component" if settings.per_component else ""
-    return Reference(np.concatenate(qs), np.concatenate(ps),
-                     f"scipy DOP853 rtol={settings.rtol:g} atol={settings.atol:g}{scope}")
+    return Reference(
+        np.concatenate(qs),
+        np.concatenate(ps),
+        f"scipy DOP853 rtol={settings.rtol:g} atol={settings.atol:g}{scope}",
+    )
 
 
-def _ias15(system: System, q0: np.ndarray, p0: np.ndarray, t: np.ndarray,
-           settings: ReferenceSettings) -> Reference:
+def _ias15(
+    system: System, q0: np.ndarray, p0: np.ndarray, t: np.ndarray, settings: ReferenceSettings
+) -> Reference:
     for attr in ("n", "dim", "masses", "G", "softening"):
         if not hasattr(system, attr):
-            raise ConfigError(f"reference 'ias15' needs a gravitational n-body system (with "
-                              f"n, dim, masses, G, softening), got {system.name!r}")
-    run = integrate_ias15(system, q0, p0, t,  # type: ignore[arg-type]
-                          encounter_ratio=settings.encounter_ratio, workers=settings.workers,
-                          progress=settings.progress)
+            raise ConfigError(
+                f"reference 'ias15' needs a gravitational n-body system (with "
+                f"n, dim, masses, G, softening), got {system.name!r}"
+            )
+    run = integrate_ias15(
+        cast(Any, system),  # duck-typed above: any system with the n-body attributes
+        q0,
+        p0,
+        t,
+        encounter_ratio=settings.encounter_ratio,
+        workers=settings.workers,
+        progress=settings.progress,
+    )
     return Reference(run.q, run.p, REFERENCE_NAME, encounter_time=run.encounter_time)
 
 
@@ -195,9 +234,16 @@ def _ias15(system: System, q0: np.ndarray, p0: np.ndarray, t: np.ndarray,
 REFERENCE_METHODS: dict[str, ReferenceMethod] = {"dop853": _dop853, "ias15": _ias15}
 
 
-def reference_trajectories(system: System, q0: np.ndarray, p0: np.ndarray, t: np.ndarray, *,
-                           method: str | None = None, use_exact: bool = True,
-                           settings: ReferenceSettings | None = None) -> Reference:
+def reference_trajectories(
+    system: System,
+    q0: np.ndarray,
+    p0: np.ndarray,
+    t: np.ndarray,
+    *,
+    method: str | None = None,
+    use_exact: bool = True,
+    settings: ReferenceSettings | None = None,
+) -> Reference:
     """The most accurate trajectories available: the exact flow if any, else a numerical one.
 
     Parameters
@@ -237,14 +283,16 @@ def reference_trajectories(system: System, q0: np.ndarray, p0: np.ndarray, t: np
     # trajectories take which path does not depend on how a batch is sharded.
     size = settings.batch_size
     starts = range(0, len(q0), size)
-    exact = [system.exact_solution(q0[a:a + size], p0[a:a + size], t) for a in starts]
+    exact = [system.exact_solution(q0[a : a + size], p0[a : a + size], t) for a in starts]
     missing = [a for a, e in zip(starts, exact, strict=True) if e is None]
     if settings.progress is not None:
-        settings.progress(len(q0) - sum(len(q0[a:a + size]) for a in missing))
+        settings.progress(len(q0) - sum(len(q0[a : a + size]) for a in missing))
     if not missing:
-        return Reference(np.concatenate([e[0] for e in exact if e is not None]),
-                         np.concatenate([e[1] for e in exact if e is not None]),
-                         system.exact_method)
+        return Reference(
+            np.concatenate([e[0] for e in exact if e is not None]),
+            np.concatenate([e[1] for e in exact if e is not None]),
+            system.exact_method,
+        )
     rows = np.concatenate([np.arange(a, min(a + size, len(q0))) for a in missing])
     num = numerical(system, q0[rows], p0[rows], t, settings)
     q = np.empty((len(q0), len(t), system.dof))
@@ -252,7 +300,7 @@ def reference_trajectories(system: System, q0: np.ndarray, p0: np.ndarray, t: np
     q[rows], p[rows] = num.q, num.p
     for a, e in zip(starts, exact, strict=True):
         if e is not None:
-            q[a:a + size], p[a:a + size] = e
+            q[a : a + size], p[a : a + size] = e
     encounter = None
     if num.encounter_time is not None:
         encounter = np.full(len(q0), np.nan)
@@ -261,10 +309,19 @@ def reference_trajectories(system: System, q0: np.ndarray, p0: np.ndarray, t: np
     return Reference(q, p, how, encounter_time=encounter)
 
 
-def reference_solution(system: System, q0: np.ndarray, p0: np.ndarray, t: np.ndarray, *,
-                       rtol: float = 1e-12, atol: float = 1e-12, use_exact: bool = True,
-                       per_component: bool = True, method: str | None = None,
-                       workers: int | None = 1) -> tuple[np.ndarray, np.ndarray, str]:
+def reference_solution(
+    system: System,
+    q0: np.ndarray,
+    p0: np.ndarray,
+    t: np.ndarray,
+    *,
+    rtol: float = 1e-12,
+    atol: float = 1e-12,
+    use_exact: bool = True,
+    per_component: bool = True,
+    method: str | None = None,
+    workers: int | None = 1,
+) -> tuple[np.ndarray, np.ndarray, str]:
     """`reference_trajectories` as ``(q, p, how)``: the most accurate trajectories available.
 
     ``rtol``, ``atol`` and ``per_component`` concern the DOP853 reference, ``workers`` the
@@ -276,7 +333,14 @@ def reference_solution(system: System, q0: np.ndarray, p0: np.ndarray, t: np.nda
         how they were computed (stored as the dataset's ``reference`` attribute).
     """
     ref = reference_trajectories(
-        system, q0, p0, t, method=method, use_exact=use_exact,
-        settings=ReferenceSettings(rtol=rtol, atol=atol, per_component=per_component,
-                                   workers=workers))
+        system,
+        q0,
+        p0,
+        t,
+        method=method,
+        use_exact=use_exact,
+        settings=ReferenceSettings(
+            rtol=rtol, atol=atol, per_component=per_component, workers=workers
+        ),
+    )
     return ref.q, ref.p, ref.how

@@ -40,12 +40,15 @@ def _import_class(spec: str) -> type[System]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(f"cannot import module {module_name!r} for system {spec!r}: "
-                          f"{exc}") from None
+        raise ConfigError(
+            f"cannot import module {module_name!r} for system {spec!r}: {exc}"
+        ) from None
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, System)):
-        raise ConfigError(f"system {spec!r} must name a subclass of simulators.System, got "
-                          f"{type(cls).__name__ if cls is None else cls!r}")
+        raise ConfigError(
+            f"system {spec!r} must name a subclass of simulators.System, got "
+            f"{type(cls).__name__ if cls is None else cls!r}"
+        )
     return cls
 
 
@@ -59,13 +62,18 @@ def _registered_class(name: str) -> type[System]:
 
 def _build(cls: type[System], spec: str, params: dict[str, Any]) -> System:
     signature = inspect.signature(cls).parameters
-    accepted = [n for n, prm in signature.items()
-                if prm.kind in (prm.POSITIONAL_OR_KEYWORD, prm.KEYWORD_ONLY)]
+    accepted = [
+        n
+        for n, prm in signature.items()
+        if prm.kind in (prm.POSITIONAL_OR_KEYWORD, prm.KEYWORD_ONLY)
+    ]
     takes_any = any(prm.kind is prm.VAR_KEYWORD for prm in signature.values())
     for key in params:
         if key not in accepted and not takes_any:
-            raise ConfigError(f"unknown parameter {key!r} for system {spec!r}; expected one "
-                              f"of: {', '.join(accepted) or '(none)'}")
+            raise ConfigError(
+                f"unknown parameter {key!r} for system {spec!r}; expected one "
+                f"of: {', '.join(accepted) or '(none)'}"
+            )
     try:
         return cls(**params)
     except HamgradError:
@@ -134,22 +142,33 @@ def system_from_dataset(dataset: Dataset, *, trusted_system: str | None = None) 
         raise ConfigError(f"trusted_system must be a string, got {trusted_system!r}")
     recorded = dataset.system
     if not recorded and trusted_system is None:
-        raise DatasetError(f"{dataset.path}: attribute 'system' is absent; the dataset does "
-                           "not say which system made it")
-    if recorded and trusted_system is not None \
-            and ALIASES.get(trusted_system, trusted_system) != ALIASES.get(recorded, recorded):
-        raise DatasetError(f"{dataset.path}: attribute 'system' is {recorded!r} but the trusted "
-                           f"system is {trusted_system!r}; expected the same spec")
+        raise DatasetError(
+            f"{dataset.path}: attribute 'system' is absent; the dataset does "
+            "not say which system made it"
+        )
+    if (
+        recorded
+        and trusted_system is not None
+        and ALIASES.get(trusted_system, trusted_system) != ALIASES.get(recorded, recorded)
+    ):
+        raise DatasetError(
+            f"{dataset.path}: attribute 'system' is {recorded!r} but the trusted "
+            f"system is {trusted_system!r}; expected the same spec"
+        )
     spec = recorded or trusted_system or ""
     if ":" in spec and trusted_system != spec:
-        raise DatasetError(f"{dataset.path}: attribute 'system' is {spec!r}, a module to "
-                           "import, and a file alone is never trusted to run code; pass "
-                           f"--system {spec} on the command line to trust it")
+        raise DatasetError(
+            f"{dataset.path}: attribute 'system' is {spec!r}, a module to "
+            "import, and a file alone is never trusted to run code; pass "
+            f"--system {spec} on the command line to trust it"
+        )
     try:
         system = get_system(spec, **dataset.system_params)
     except ConfigError as exc:
         raise DatasetError(f"{dataset.path}: attribute 'system': {exc}") from None
     if system.dof != dataset.dof:
-        raise DatasetError(f"{dataset.path}: attribute 'dof' is {dataset.dof} but system "
-                           f"{spec!r} has dof {system.dof}")
+        raise DatasetError(
+            f"{dataset.path}: attribute 'dof' is {dataset.dof} but system "
+            f"{spec!r} has dof {system.dof}"
+        )
     return system

@@ -38,6 +38,8 @@ class QuadraticSystem(System):
     exact_method = "closed form (normal modes)"
     m: float
     radius_min: float
+    _modes: np.ndarray  # derived in __post_init__ (not dataclass fields: this base is none)
+    _omega: np.ndarray
     radius_max: float
     K: np.ndarray
 
@@ -49,8 +51,9 @@ class QuadraticSystem(System):
         K = np.asarray(self.stiffness_matrix(), dtype=np.float64)
         lam, modes = np.linalg.eigh(K)
         # Round-off can leave a zero mode at -1e-16; it is a free translation, not unstable.
-        self._set(K=K, dof=K.shape[0], _modes=modes,
-                  _omega=np.sqrt(np.clip(lam, 0.0, None) / self.m))
+        self._set(
+            K=K, dof=K.shape[0], _modes=modes, _omega=np.sqrt(np.clip(lam, 0.0, None) / self.m)
+        )
 
     def _stiffness(self, q: Tensor) -> Tensor:
         return torch.as_tensor(self.K, dtype=q.dtype, device=q.device)
@@ -73,8 +76,9 @@ class QuadraticSystem(System):
         x = sample_shell(rng, 2 * self.dof, self.radius_min, self.radius_max)
         return x[: self.dof], x[self.dof :]
 
-    def exact_solution(self, q0: np.ndarray, p0: np.ndarray,
-                       t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def exact_solution(
+        self, q0: np.ndarray, p0: np.ndarray, t: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Exact flow ``[n_traj, n_t, dof]`` by normal-mode rotation (see module docstring)."""
         V, w, m = self._modes, self._omega, self.m
         Q0 = (q0 @ V)[:, None, :]  # mode amplitudes [n_traj, 1, dof]
@@ -115,8 +119,12 @@ class Spring(QuadraticSystem):
 
     def __post_init__(self) -> None:
         lo, hi = check_range("radius_min", self.radius_min, "radius_max", self.radius_max)
-        self._set(m=check_finite("m", self.m, positive=True),
-                  k=check_finite("k", self.k, positive=True), radius_min=lo, radius_max=hi)
+        self._set(
+            m=check_finite("m", self.m, positive=True),
+            k=check_finite("k", self.k, positive=True),
+            radius_min=lo,
+            radius_max=hi,
+        )
         super().__post_init__()
 
     def stiffness_matrix(self) -> np.ndarray:

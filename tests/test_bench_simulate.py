@@ -9,8 +9,9 @@ from _scripts import load_script
 
 def test_nbody_suite_prints_both_tables(capsys):
     bench = load_script("bench_simulate")
-    bench.main(["--suite", "nbody", "--cases", "three-body", "--scale", "0.01",
-                "--pool-sizes", "2x11"])
+    bench.main(
+        ["--suite", "nbody", "--cases", "three-body", "--scale", "0.01", "--pool-sizes", "2x11"]
+    )
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| three-body |")]
     labels = [r.split("|")[3].strip() for r in rows]

@@ -28,8 +28,9 @@ def section_code(heading: str) -> str:
     return block.group(1)
 
 
-def load_section(heading: str, module_name: str, tmp_path: Path,
-                 monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+def load_section(
+    heading: str, module_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> ModuleType:
     """Write a section's code to ``tmp_path/<module_name>.py`` and import it as that module."""
     path = tmp_path / f"{module_name}.py"
     path.write_text(section_code(heading))
@@ -49,8 +50,9 @@ def test_add_a_system(tmp_path, monkeypatch):
     assert issubclass(cls, System)
     system = cls(a=2.0)
     assert type(system)(**system.params) == system
-    path = generate(system, tmp_path / "quartic.h5", n_train=3, n_val=0, n_test=1, n_steps=20,
-                    dt=0.1)
+    path = generate(
+        system, tmp_path / "quartic.h5", n_train=3, n_val=0, n_test=1, n_steps=20, dt=0.1
+    )
     ds = load_dataset(path)
     assert ds.system == "my_system:QuarticOscillator"
     assert ds.system_params == {"m": 1.0, "a": 2.0, "amplitude": 1.0}

@@ -49,8 +49,15 @@ def _rel_err(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_registry_has_the_contract_names():
-    assert set(SYSTEMS) == {"pendulum", "spring", "spring-chain", "double-pendulum", "kepler",
-                            "three-body", "nbody"}
+    assert set(SYSTEMS) == {
+        "pendulum",
+        "spring",
+        "spring-chain",
+        "double-pendulum",
+        "kepler",
+        "three-body",
+        "nbody",
+    }
     assert ALIASES == {"two-body": "kepler"}
     # Aliases are resolved at lookup, never merged into the registry.
     assert all(cls.name == name for name, cls in SYSTEMS.items())
@@ -86,8 +93,11 @@ def test_parameters_are_the_frozen_dataclass_fields(name):
 
 
 def test_every_class_is_abstract_or_final():
-    classes = {cls for cls in vars(simulators).values() if isinstance(cls, type)
-               and issubclass(cls, System)}
+    classes = {
+        cls
+        for cls in vars(simulators).values()
+        if isinstance(cls, type) and issubclass(cls, System)
+    }
     classes |= {base for cls in classes for base in cls.__mro__ if issubclass(base, System)}
     registered = set(SYSTEMS.values())
     for cls in classes:
@@ -102,8 +112,11 @@ def test_every_class_is_abstract_or_final():
             assert not issubclass(a, b), (a, b)
     gravity = {SYSTEMS[n].__mro__[1] for n in ("kepler", "three-body", "nbody")}
     assert len(gravity) == 1 and inspect.isabstract(gravity.pop())
-    assert SYSTEMS["spring"].__mro__[1] is SYSTEMS["spring-chain"].__mro__[1] \
+    assert (
+        SYSTEMS["spring"].__mro__[1]
+        is SYSTEMS["spring-chain"].__mro__[1]
         is simulators.QuadraticSystem
+    )
 
 
 @pytest.mark.parametrize("name", CANONICAL)
@@ -158,8 +171,11 @@ def test_hnn_protocol_parameters():
 
 
 def test_bad_names_and_params_are_clear():
-    with pytest.raises(ConfigError, match=r"unknown system 'pendulumm'.*double-pendulum.*"
-                                          r"two-body"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown system 'pendulumm'.*double-pendulum.*"
+        r"two-body",
+    ):
         get_system("pendulumm")
     with pytest.raises(ConfigError, match=r"unknown parameter 'mass'.*'pendulum'.*m, g, l"):
         get_system("pendulum", mass=1.0)
@@ -180,9 +196,11 @@ def _exact_cases():
     cases = []
     for name in EXACT:
         cases.append((name, {}, 1.0))
-    cases += [("pendulum", {"m": 0.5, "g": 6.0}, 1.0),  # HNN pendulum, librating
-              ("pendulum", {}, 4.0),  # momenta x4: rotating
-              ("spring-chain", {"ends": "periodic", "n": 4}, 1.0)]
+    cases += [
+        ("pendulum", {"m": 0.5, "g": 6.0}, 1.0),  # HNN pendulum, librating
+        ("pendulum", {}, 4.0),  # momenta x4: rotating
+        ("spring-chain", {"ends": "periodic", "n": 4}, 1.0),
+    ]
     return cases
 
 
@@ -209,9 +227,16 @@ def _conserved(system, q: np.ndarray, p: np.ndarray):
     return energy, total_momentum(system, p), angular_momentum(system, q, p)
 
 
-@pytest.mark.parametrize("system", [NBody(n=4, dim=2), NBody(n=3, dim=3), ThreeBody(),
-                                    NBody(n=5, dim=3, masses=[1.0, 0.1, 0.2, 0.1, 0.05])],
-                         ids=repr)
+@pytest.mark.parametrize(
+    "system",
+    [
+        NBody(n=4, dim=2),
+        NBody(n=3, dim=3),
+        ThreeBody(),
+        NBody(n=5, dim=3, masses=[1.0, 0.1, 0.2, 0.1, 0.05]),
+    ],
+    ids=repr,
+)
 def test_nbody_reference_is_ias15_and_conserves_energy_and_momenta(system):
     q0, p0 = _states(system, 4, seed=3)
     t = np.linspace(0.0, 10.0, 101)  # generate's default horizon: 100 steps of 0.1
@@ -229,10 +254,15 @@ def test_nbody_reference_is_ias15_and_conserves_energy_and_momenta(system):
     assert np.max(np.abs(ang - ang[:, :1])) / ang_scale < 1e-13
 
 
-@pytest.mark.parametrize("system", [ThreeBody(), ThreeBody(masses=[1.0, 2.0, 0.5], G=2.0,
-                                                           softening=0.1),
-                                    NBody(n=3, dim=3, masses=[1.0, 0.1, 0.2], softening=0.05)],
-                         ids=repr)
+@pytest.mark.parametrize(
+    "system",
+    [
+        ThreeBody(),
+        ThreeBody(masses=[1.0, 2.0, 0.5], G=2.0, softening=0.1),
+        NBody(n=3, dim=3, masses=[1.0, 0.1, 0.2], softening=0.05),
+    ],
+    ids=repr,
+)
 def test_ias15_agrees_with_dop853_on_smooth_orbits(system):
     """Same masses, G, softening, 2-D/3-D and p = m v mapping in both references."""
     q0, p0 = _states(system, 3, seed=5)
@@ -325,7 +355,8 @@ def test_ias15_samples_exact_times_and_ignores_worker_count():
 
 
 def test_user_system_from_module(tmp_path, monkeypatch):
-    (tmp_path / "my_quartic.py").write_text(textwrap.dedent("""
+    (tmp_path / "my_quartic.py").write_text(
+        textwrap.dedent("""
         from dataclasses import dataclass
 
         from simulators import System
@@ -341,7 +372,8 @@ def test_user_system_from_module(tmp_path, monkeypatch):
 
             def sample_state(self, rng):
                 return rng.uniform(-1, 1, 1), rng.uniform(-1, 1, 1)
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     system = get_system("my_quartic:Quartic", a=2.0)
     assert system.name == "my_quartic:Quartic" and system.params == {"a": 2.0}
@@ -351,8 +383,11 @@ def test_user_system_from_module(tmp_path, monkeypatch):
     torch.testing.assert_close(system.dH_dp(q, p), p)
     with pytest.raises(HamgradError, match=r"subclass of simulators\.System"):
         get_system("my_quartic:np")
-    with pytest.raises(ConfigError, match=r"unknown parameter 'b' for system "
-                                          r"'my_quartic:Quartic'; expected one of: a"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown parameter 'b' for system "
+        r"'my_quartic:Quartic'; expected one of: a",
+    ):
         get_system("my_quartic:Quartic", b=1.0)
 
 
@@ -374,8 +409,11 @@ class _OldStyle(System):
 
 def test_old_style_params_still_work_with_a_deprecation_warning():
     system = _OldStyle(k=2.0)
-    with pytest.warns(DeprecationWarning, match=r"_OldStyle is not a dataclass.*"
-                                                r"dataclass\(frozen=True\)"):
+    with pytest.warns(
+        DeprecationWarning,
+        match=r"_OldStyle is not a dataclass.*"
+        r"dataclass\(frozen=True\)",
+    ):
         params = system.params
     assert params == {"k": 2.0}
     assert type(system)(**params).k == 2.0
