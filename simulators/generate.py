@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -27,7 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from hamgrad import __version__
+from hamgrad._resources import check_memory
+from hamgrad._version import __version__
 from hamgrad.data import SPLIT_NAMES, Split, write_dataset
 from hamgrad.errors import ConfigError, DatasetError, check_finite, check_int
 from simulators.base import System
@@ -124,7 +126,7 @@ def _progress(enabled: bool, total: int, label: str) -> Iterator[Any]:
         return
     import click  # only the CLI path shows a bar
 
-    with click.progressbar(length=total, label=label, file=None) as bar:
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
         yield bar
 
 
@@ -253,6 +255,13 @@ def generate(
             f"or a smaller batch_size"
         )
     total = sum(len(r) for r in ranges.values())
+    # q, p, dq_dt, dp_dt and energy of every stored sample, once in blocks and once joined.
+    held = 2 * 8 * (4 * system.dof + 1) * sum(len(r) * (steps[n] + 1) for n, r in ranges.items())
+    check_memory(
+        f"simulating {total} trajectories of up to {max(steps.values()) + 1} samples",
+        held,
+        "use fewer trajectories or steps, or --shard I/N to make the file in parts",
+    )
     splits: dict[str, Split] = {}
     hows: set[str] = set()
     with _progress(progress, total, f"simulating {system.name}") as bar:

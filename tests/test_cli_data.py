@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -192,3 +194,35 @@ def test_unwritable_out_is_found_before_simulating(tmp_path, monkeypatch):
     for out in (tmp_path / "afile" / "x.h5", tmp_path / "afile"):
         result = _run("simulate", "pendulum", "--out", str(out))
         assert result.exit_code == 2 and result.stderr.startswith("hamgrad: error:"), result.output
+
+
+def test_warnings_are_one_line_on_stderr(tmp_path, monkeypatch):
+    gen = importlib.import_module("simulators.generate")
+
+    def warn(*args, **kwargs):
+        warnings.warn(
+            "split 'train': trajectories [3]\nmet in a close encounter",
+            gen.CloseEncounterWarning,
+            stacklevel=2,
+        )
+        return real(*args, **kwargs)
+
+    real = gen.reference_trajectories
+    monkeypatch.setattr(gen, "reference_trajectories", warn)
+    result = _run(
+        "simulate",
+        "spring",
+        "--out",
+        str(tmp_path / "s.h5"),
+        "--n-train",
+        "2",
+        "--n-val",
+        "0",
+        "--n-test",
+        "0",
+        "--quiet",
+    )
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "hamgrad: warning: split 'train': trajectories [3] met in a close encounter\n"
+    )
