@@ -10,12 +10,14 @@ unaffected by other processes waiting for the same cores (this machine is shared
 counts, in one traced step, the ATen kernels that do work (views excluded), the matrix-product
 FLOPs per sample and the tensor elements the kernels write per sample (their memory traffic).
 With ``--compile`` the same step is also timed compiled by `torch.compile` (inductor), after
-the compilation, whose wall time is reported.
+the compilation, whose wall time is reported. Section ``kernels`` times, alone, the two kernel
+choices of the fused GradNet-C (`hamgrad.nets._fused`): ``tanh`` against ``sigmoid``, and the
+two layouts of a skinny matrix product.
 
 **Time to accuracy** (section ``tta``). Each variant is trained with `hamgrad.training.train`
 (derivative loss, Adam lr 3e-3 with cosine decay, batch 256) at several parameter budgets on
 pendulum, spring chain (10 masses) and three-body data (the datasets of
-``bench_hamiltonian.py``'s full profile), seeds 0–2; the target is the HNN's final validation
+``bench_hamiltonian.py`` at the same profile), seeds 0–2; the target is the HNN's final validation
 derivative error at the reference budget (median over its seeds), and the table gives each
 run's wall time until its validation error first reaches that target (epoch times summed,
 validation included), its final error and time per epoch: medians over seeds, so a Pareto
@@ -44,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import _bench
+import bench_hamiltonian
 import torch
 from bench_hamiltonian import SYSTEM_SPECS
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -54,6 +57,7 @@ from hamgrad.nets import count_parameters, hidden_for_budget
 from hamgrad.run import RunPaths
 from hamgrad.training import OPTIMIZERS, DerivativeLoss
 from hamgrad.training.step import TrainStep
+from simulators import get_system
 
 
 @dataclass(frozen=True)
@@ -88,16 +92,13 @@ class Profile:
     tta_budgets: tuple[int, ...]
     tta_reference_budget: int
     tta_variants: tuple[str, ...]
-    n_train: int
-    n_val: int
-    n_steps: int
     epochs: int
     seeds: tuple[int, ...]
 
 
 PROFILES = {
     "smoke": Profile(
-        (8,), (2,), 600, 2, 1, ("pendulum",), (600,), 600, ("gradnet-c", "hnn"), 3, 1, 10, 2, (0,)
+        (8,), (2,), 600, 2, 1, ("pendulum",), (600,), 600, ("gradnet-c", "hnn"), 2, (0,)
     ),
     "quick": Profile(
         (256,),
@@ -109,9 +110,6 @@ PROFILES = {
         (1000, 4000),
         4000,
         ("gradnet-c", "hnn"),
-        24,
-        4,
-        100,
         20,
         (0,),
     ),
@@ -125,9 +123,6 @@ PROFILES = {
         (1000, 4000),
         4000,
         ("gradnet-c", "gradnet-m", "separable-gradnet", "hnn"),
-        100,
-        20,
-        100,
         100,
         (0, 1, 2),
     ),
@@ -278,27 +273,52 @@ def format_cost(rows: list[dict[str, Any]]) -> str:
     return _bench.markdown(header, out)
 
 
-# ----------------------------------------------------------------------------- time to accuracy
+# ----------------------------------------------------------------------------- kernels
 
 
-def _dataset(args: argparse.Namespace, profile: Profile, label: str) -> Path:
-    spec = SYSTEM_SPECS[label]
-    return _bench.ensure_dataset(
-        args.data_dir,
-        label,
-        {
-            "system": spec.system,
-            "params": spec.params,
-            "dt": spec.dt,
-            "n_train": profile.n_train,
-            "n_val": profile.n_val,
-            "n_test": 1,
-            "n_steps": profile.n_steps,
-            "n_steps_test": profile.n_steps,
-            "noise_std": 0.0,
-            "seed": args.data_seed,
-        },
+def _best_us(fn: Any, repeats: int = 7, n: int = 20) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.thread_time()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.thread_time() - started) / n)
+    return best * 1e6
+
+
+def measure_kernels(args: argparse.Namespace, profile: Profile, results: dict[str, Any]) -> None:
+    """The two kernel choices of `hamgrad.nets._fused`, timed alone: ``tanh`` against
+    ``sigmoid``, and skinny matrix products in the two layouts (``results['kernels']``)."""
+    rows = results.setdefault("kernels", [])
+    g = torch.Generator().manual_seed(0)
+    for batch_size in profile.batches:
+        for dof in profile.dofs:
+            h, d = 117, 2 * dof
+            z = torch.randn(batch_size, h, generator=g, dtype=torch.float32)
+            W = torch.randn(h, d, generator=g, dtype=torch.float32)
+            x = torch.randn(batch_size, d, generator=g, dtype=torch.float32)
+            timed = {
+                "tanh(z)": lambda z=z: torch.tanh(z),
+                "sigmoid(z)": lambda z=z: torch.sigmoid(z),
+                "z @ W": lambda z=z, W=W: z @ W,
+                "(Wᵀ zᵀ)ᵀ": lambda z=z, W=W: (W.t() @ z.t()).t(),
+                "zᵀ @ x": lambda z=z, x=x: z.t() @ x,
+                "(xᵀ z)ᵀ": lambda z=z, x=x: (x.t() @ z).t(),
+            }
+            for name, fn in timed.items():
+                rows.append({"batch": batch_size, "h": h, "d": d, "op": name, "us": _best_us(fn)})
+
+
+def format_kernels(rows: list[dict[str, Any]]) -> str:
+    """Markdown: µs per call, ``[batch, h]`` activations and ``[h, d]`` weights."""
+    return _bench.markdown(
+        ["batch", "h", "d", "op", "µs"],
+        [[str(r["batch"]), str(r["h"]), str(r["d"]), r["op"], f"{r['us']:.1f}"] for r in rows],
     )
+
+
+# ----------------------------------------------------------------------------- time to accuracy
 
 
 def _history(run_dir: Path) -> list[dict[str, Any]]:
@@ -311,9 +331,13 @@ def measure_tta(args: argparse.Namespace, profile: Profile, results: dict[str, A
     out = results.setdefault("tta", {"runs": []})
     plans = []
     for system in profile.tta_systems:
-        path = _dataset(args, profile, system)
+        # the main benchmark's dataset of the same profile (cached, shared with it)
+        path = bench_hamiltonian.dataset_path(
+            args, bench_hamiltonian.PROFILES[args.profile], system
+        )
         data = load_dataset(path)
-        separable = SYSTEM_SPECS[system].system in ("pendulum", "spring", "spring-chain")
+        spec_ = SYSTEM_SPECS[system]
+        separable = get_system(spec_.system, **spec_.params).separable
         for label in profile.tta_variants:
             spec = VARIANTS[label]
             if spec.separable_only and not separable:
@@ -418,7 +442,7 @@ def format_tta(tta: dict[str, Any], reference_budget: int) -> str:
 # ----------------------------------------------------------------------------- entry point
 
 
-SECTIONS = {"cost": measure_cost, "tta": measure_tta}
+SECTIONS = {"cost": measure_cost, "kernels": measure_kernels, "tta": measure_tta}
 
 
 def measure(args: argparse.Namespace, profile: Profile, results: dict[str, Any]) -> None:
@@ -439,6 +463,11 @@ def render(results: dict[str, Any]) -> str:
             "thread, thread CPU time per step, best of "
             f"{settings['repeats']} interleaved repeats",
             format_cost(results["cost"]),
+        ]
+    if results.get("kernels"):
+        parts += [
+            "### Kernels alone (thread CPU time per call, best of 7 × 20)",
+            format_kernels(results["kernels"]),
         ]
     if results.get("tta"):
         parts += [
