@@ -209,9 +209,6 @@ class NetHamiltonian(HamiltonianModel):
     """
 
     allowed_nets: ClassVar[tuple[str, ...]]
-    #: Activation used for a net when the ``activation`` hyperparameter is None, where it
-    #: differs from the net's own default (see the subclasses).
-    net_activations: ClassVar[dict[str, str]] = {}
     # Order 4 (symplectic, symmetric): at the data's dt the order-2 midpoint rule's own error
     # hides the model's (pendulum, dt = 0.1: valid time 8 vs 80 with the same trained model).
     default_integrator = "gauss4"
@@ -221,9 +218,8 @@ class NetHamiltonian(HamiltonianModel):
         h = self.hparams
         net = h.get("net", self.allowed_nets[0])
         width = self.normalizer.q_features + dof
-        activation = h["activation"] or self.net_activations.get(net)
         self.net = build_net(
-            net, width, h["hidden"], h["depth"], activation, self.allowed_nets, generator
+            net, width, h["hidden"], h["depth"], h["activation"], self.allowed_nets, generator
         )
 
     def grad_H(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:

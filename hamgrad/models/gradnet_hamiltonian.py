@@ -50,10 +50,10 @@ class GradNetHamiltonian(NetHamiltonian):
         at 4000 parameters it fitted the pendulum, spring and three-body better than the
         paper's 4 (same parameters, narrower layers; BENCHMARKS.md §6).
     activation : str or None
-        Passed to the net; ``None`` keeps its default learnable activation, except for the
-        modular nets, which get the per-unit ``tanh-mix`` here (their own default, one
-        ``softmax-mix`` pair per module, reached −25.8 dB derivative error on the pendulum
-        where ``tanh-mix`` reached −33.7 dB: BENCHMARKS.md §6).
+        Passed to the net (``None``: the net's own default). Default ``tanh-mix``, the
+        cascade's own default; a modular net's own, one ``softmax-mix`` pair per module, fitted
+        the pendulum at −25.8 dB derivative error where ``tanh-mix`` reached −33.7 dB
+        (BENCHMARKS.md §6). Configs saved with ``None`` still rebuild what they trained.
     normalize : bool
         Fit mean / scale / energy scale on the training split (see
         `hamgrad.models.normalization`).
@@ -70,13 +70,12 @@ class GradNetHamiltonian(NetHamiltonian):
         "net": "gradnet-c",
         "hidden": 64,
         "depth": 6,
-        "activation": None,
+        "activation": "tanh-mix",
         "normalize": True,
         "features": "affine",
         "space_dim": 0,
     }
     allowed_nets: ClassVar[tuple[str, ...]] = GRADNETS
-    net_activations: ClassVar[dict[str, str]] = {"gradnet-m": "tanh-mix", "mgradnet-m": "tanh-mix"}
 
 
 @final
@@ -98,7 +97,9 @@ class SeparableGradNetHamiltonian(HamiltonianModel):
         quadratic kinetic energies much faster than ``mgradnet-c`` in our runs).
     hidden, depth, activation, normalize, features, space_dim
         As in `GradNetHamiltonian`, shared by both nets (the features of ``q`` feed the
-        potential net, those of ``p`` the kinetic net).
+        potential net, those of ``p`` the kinetic net), except that ``activation`` defaults to
+        None, each net's own: ``tanh-mix`` for both nets made the three-body fit worse (state
+        error @100 −39.4 instead of −52.0 dB, seed 0; BENCHMARKS.md §6).
     """
 
     name = "separable-gradnet"
