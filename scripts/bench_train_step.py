@@ -122,7 +122,7 @@ PROFILES = {
         ("pendulum", "spring-chain-10", "three-body"),
         (1000, 4000),
         4000,
-        ("gradnet-c", "gradnet-m", "separable-gradnet", "hnn"),
+        ("gradnet-c", "separable-gradnet", "hnn", "neural-ode"),
         100,
         (0, 1, 2),
     ),
