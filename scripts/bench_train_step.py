@@ -117,8 +117,8 @@ PROFILES = {
         (256, 4096),
         (1, 3, 12),
         2000,
-        60,
-        5,
+        200,
+        7,
         ("pendulum", "spring-chain-10", "three-body"),
         (1000, 4000),
         4000,
@@ -207,6 +207,9 @@ def measure_cost(args: argparse.Namespace, profile: Profile, results: dict[str, 
             compiled: dict[str, tuple[float, float]] = {}
             if args.compile:
                 for label, model in models.items():
+                    # A fresh compiler cache per model: torch stops compiling (and silently runs
+                    # eager) once one function has been recompiled for 8 different models.
+                    torch._dynamo.reset()
                     step = _step(model, compile=True)
                     step(batch)  # compiles
                     seconds = min(_cpu_seconds(step, batch, steps) for _ in range(profile.repeats))

@@ -68,6 +68,9 @@ class TrainStep:
         Compile ``loss_fn(model, ·)`` and its backward with `torch.compile` (inductor). Worth
         it for long runs of small models, where a step is dominated by per-kernel overhead
         (BENCHMARKS.md §6 measures when); the first calls compile (tens of seconds on CPU).
+        One process that compiles steps for many models reaches torch's recompilation limit
+        (8 per function) and then runs them uncompiled; call ``torch._dynamo.reset()``
+        between models there.
 
     Attributes
     ----------
