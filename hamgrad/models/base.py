@@ -16,13 +16,16 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from hamgrad.data import Split
+from hamgrad.data import TrajectorySource, read_blocks
 from hamgrad.errors import ConfigError, check_int, unknown_name
 from hamgrad.integrators import Integrator, get_integrator
-from hamgrad.models.normalization import Normalizer, phase_statistics
+from hamgrad.models.normalization import Normalizer, streamed_phase_statistics
 from hamgrad.nets import NETS, FieldNet, get_net, potential
 
 __all__ = ["HamiltonianModel", "LearnedModel", "NetHamiltonian", "build_net"]
+
+#: Bytes of float64 trajectories `LearnedModel.fit_normalization` reads at a time.
+NORMALIZATION_BLOCK_BYTES = 64 << 20
 
 
 def build_net(
@@ -117,14 +120,21 @@ class LearnedModel(nn.Module, ABC):
         """JSON-serialisable description that, with the ``state_dict``, rebuilds the model."""
         return {"name": self.name, "dof": self.dof, "hparams": dict(self.hparams)}
 
-    def fit_normalization(self, split: Split, dt: float) -> None:
+    def fit_normalization(self, split: TrajectorySource, dt: float) -> None:
         """Set normalisation from a training split (trajectories ``[n_traj, n_t, dof]``).
 
-        With ``normalize=False`` the model keeps the identity map (statistics ignored).
+        ``split`` is a `hamgrad.data.Split` or a lazy `hamgrad.data.SplitReader`; it is read
+        in blocks of about `NORMALIZATION_BLOCK_BYTES` (the same blocks for both, so a model
+        fitted on a file in memory and one fitted streaming get the same statistics). With
+        ``normalize=False`` the model keeps the identity map (nothing is read).
         """
         if not self.hparams.get("normalize", False):
             return
-        mean, scale, energy_scale = phase_statistics(split.q, split.p, dt, split.dq_dt, split.dp_dt)
+        names = ["q", "p"]
+        if {"dq_dt", "dp_dt"} <= set(split.fields):
+            names += ["dq_dt", "dp_dt"]
+        rows = max(1, NORMALIZATION_BLOCK_BYTES // (8 * split.n_t * self.dof * len(names)))
+        mean, scale, energy_scale = streamed_phase_statistics(read_blocks(split, rows, names), dt)
         self.normalizer.set_statistics(
             torch.from_numpy(mean), torch.from_numpy(scale), energy_scale
         )

@@ -18,11 +18,13 @@ The statistics come from the training split only and live in buffers, so a check
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Normalizer", "phase_statistics"]
+__all__ = ["Normalizer", "phase_statistics", "streamed_phase_statistics"]
 
 # Coordinates whose spread is below this fraction of the largest spread (or exactly zero) are
 # left unscaled: dividing by a near-zero std would blow up inputs that never vary in training.
@@ -78,24 +80,6 @@ class Normalizer(nn.Module):
         return self.energy_scale / self.scale
 
 
-def _derivative_rms(
-    q: np.ndarray, p: np.ndarray, dt: float, dq_dt: np.ndarray | None, dp_dt: np.ndarray | None
-) -> np.ndarray:
-    """RMS of ``(dq/dt, dp/dt)`` per coordinate, ``[2*dof]``.
-
-    Uses the stored derivatives when present, else central differences along time of the
-    ``[n_traj, n_t, dof]`` trajectories (noisy data inflates this a little; it only sets a scale).
-    """
-    if dq_dt is not None and dp_dt is not None:
-        deriv = np.concatenate([dq_dt, dp_dt], axis=-1)
-    else:
-        x = np.concatenate([q, p], axis=-1)
-        if x.shape[1] < 2:
-            return np.ones(x.shape[-1])
-        deriv = np.gradient(x, dt, axis=1)
-    return np.sqrt(np.mean(deriv.reshape(-1, deriv.shape[-1]) ** 2, axis=0))
-
-
 def phase_statistics(
     q: np.ndarray,
     p: np.ndarray,
@@ -121,15 +105,58 @@ def phase_statistics(
     energy_scale : float
         ``c = mean_i sigma_i * rms(d x_conj(i) / dt)``: since ``dq/dt = ∂H/∂p``, ``H`` varies by
         about ``sigma_p * |dq/dt|`` across the data (and likewise ``sigma_q * |dp/dt|``), so with
-        this ``c`` the network's own output is of order one.
+        this ``c`` the network's own output is of order one. The rates are the stored
+        derivatives, else central differences along time (noisy data inflates them a little;
+        they only set a scale).
     """
-    x = np.concatenate([q, p], axis=-1).reshape(-1, 2 * q.shape[-1])
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0)
+    block = {"q": q, "p": p}
+    if dq_dt is not None and dp_dt is not None:
+        block.update(dq_dt=dq_dt, dp_dt=dp_dt)
+    return streamed_phase_statistics([block], dt)
+
+
+def streamed_phase_statistics(
+    blocks: Iterable[Mapping[str, np.ndarray]], dt: float
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """`phase_statistics` of a split given as blocks of whole trajectories (bounded memory).
+
+    Each block maps ``q``, ``p`` (and, in every block or none, ``dq_dt``, ``dp_dt``) to
+    ``[k, n_t, dof]`` arrays. Means and variances are merged block by block (Chan, Golub &
+    LeVeque, "Algorithms for computing the sample variance", 1983), so the result does not
+    depend on the block size beyond rounding; one block gives exactly `phase_statistics`.
+    """
+    n = 0
+    mean = m2 = rate_sq = np.zeros(0)
+    rate_n = 0
+    for block in blocks:
+        q, p = block["q"], block["p"]
+        x3 = np.concatenate([q, p], axis=-1)
+        x = x3.reshape(-1, x3.shape[-1])
+        n_b = x.shape[0]
+        mean_b = x.mean(axis=0)
+        m2_b = ((x - mean_b) ** 2).sum(axis=0)
+        if n == 0:
+            mean, m2 = mean_b, m2_b
+        else:
+            delta = mean_b - mean
+            mean = mean + delta * (n_b / (n + n_b))
+            m2 = m2 + m2_b + delta**2 * (n * n_b / (n + n_b))
+        n += n_b
+        if "dq_dt" in block and "dp_dt" in block:
+            deriv = np.concatenate([block["dq_dt"], block["dp_dt"]], axis=-1)
+        elif x3.shape[1] >= 2:
+            deriv = np.gradient(x3, dt, axis=1)
+        else:
+            continue  # a single time sample has no rate
+        deriv = deriv.reshape(-1, deriv.shape[-1])
+        deriv_sq = (deriv**2).sum(axis=0)
+        rate_sq = deriv_sq if rate_n == 0 else rate_sq + deriv_sq
+        rate_n += deriv.shape[0]
+    scale = np.sqrt(m2 / n)
     floor = _MIN_RELATIVE_SCALE * max(float(scale.max(initial=0.0)), 1e-300)
     scale = np.where(scale > floor, scale, 1.0)
-    rms = _derivative_rms(q, p, dt, dq_dt, dp_dt)
-    dof = q.shape[-1]
+    rms = np.sqrt(rate_sq / rate_n) if rate_n else np.ones(len(mean))
+    dof = len(mean) // 2
     # Pair each coordinate's spread with the rate of its conjugate: sigma_p with dq/dt, sigma_q
     # with dp/dt (both products estimate the energy scale).
     conj_rate = np.concatenate([rms[dof:], rms[:dof]])

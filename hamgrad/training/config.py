@@ -36,6 +36,8 @@ from hamgrad.errors import ConfigError, check_finite, check_int, unknown_name
 from hamgrad.integrators import get_integrator
 from hamgrad.models import MODELS
 from hamgrad.run import check_run_name
+from hamgrad.training.distributed import BACKENDS
+from hamgrad.training.samples import DEFAULT_BUFFER_BYTES
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "parse_loss"]
 
@@ -115,6 +117,17 @@ class TrainConfig:
     threads : int
         CPU threads for torch (0 keeps torch's default; see `hamgrad._device.set_threads` for
         why the default is 1).
+    buffer_mib : float
+        MiB of training samples held in memory at once: a split that fits is read once and
+        kept, a larger one is streamed from the file in blocks of trajectories, shuffled
+        block-wise and within buffers of `hamgrad.training.samples.BLOCKS_PER_BUFFER`
+        blocks. Part of the run's definition (it sets the sample order), not a cache knob.
+    backend : str
+        ``torch.distributed`` backend under ``torchrun``: ``auto`` (NCCL for CUDA, gloo for
+        CPU), ``gloo`` or ``nccl``. Unused by a single process.
+    dist_timeout : float
+        Seconds a process waits for the others in a collective (and in the rendezvous) before
+        it gives up; bounds how long the others hang when one stops responding.
     """
 
     data: str | None = None
@@ -138,6 +151,9 @@ class TrainConfig:
     runs_dir: str = "runs"
     name: str | None = None
     threads: int = 1
+    buffer_mib: float = DEFAULT_BUFFER_BYTES / 2**20
+    backend: str = "auto"
+    dist_timeout: float = 600.0
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -243,5 +259,9 @@ class TrainConfig:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         check_int("seed", self.seed, minimum=0)
         check_int("threads", self.threads, minimum=0)
+        check_finite("buffer_mib", self.buffer_mib, positive=True)
+        if self.backend not in BACKENDS:
+            raise unknown_name("backend", str(self.backend), BACKENDS)
+        check_finite("dist_timeout", self.dist_timeout, positive=True)
         if self.name is not None:
             check_run_name(self.name)
