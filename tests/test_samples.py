@@ -73,7 +73,7 @@ def test_a_streamed_epoch_covers_every_sample_once_within_the_buffer(split, wind
     per_traj = N_T - (window or 1) + 1
     assert sorted(seen) == [(i, s) for i in range(N_TRAJ) for s in range(per_traj)]
     assert max(source.reads) <= samples.block_traj  # one block at a time ...
-    assert len(source.reads) == -(-N_TRAJ // 2)  # ... each read once per epoch
+    assert len(source.reads) == 2 * -(-N_TRAJ // 2)  # ... of each field, once per epoch
     # A window holds consecutive states of one trajectory.
     if window:
         q = torch.cat([b["q"][..., 0] for b, _ in batches])

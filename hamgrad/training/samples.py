@@ -103,8 +103,8 @@ class SampleSet:
         buffer: Batch = {}
         offset = 0
         for lo, hi in ranges:
-            arrays = self.source.read(lo, hi, self.fields)
-            for name, arr in arrays.items():
+            for name in self.fields:  # one array at a time: a block of one field is transient
+                arr = self.source.read(lo, hi, [name])[name]
                 if name not in buffer:
                     shape = (m, *arr.shape[1:])
                     buffer[name] = torch.empty(shape, dtype=self.dtype, device=self.device)
@@ -128,6 +128,7 @@ class SampleSet:
         for i in range(0, n_blocks, BLOCKS_PER_BUFFER):
             buffer = self._load(blocks[i : i + BLOCKS_PER_BUFFER])
             yield buffer, order(buffer[self.fields[0]].shape[0] * self.per_traj)
+            del buffer  # freed before the next one is read: one buffer in memory at a time
 
     def _gather(self, buffer: Batch, index: Tensor) -> Batch:
         """The samples ``index`` (positions in ``buffer``'s traj-major sample numbering)."""
@@ -187,6 +188,7 @@ class SampleSet:
                 yield _concat(pieces) if pieces else self._gather(buffer, order[:0]), hi - lo
                 pieces, lo = [], hi
             offset = end
+            del buffer, order  # (see _segments)
 
 
 def _concat(pieces: list[Batch]) -> Batch:
