@@ -16,24 +16,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 
 import torch
 
 from hamgrad.models import MODELS, get_model
-from hamgrad.nets import count_parameters
+from hamgrad.nets import count_parameters, hidden_for_budget
 from hamgrad.training import DerivativeLoss
-
-
-def _hidden_for(name: str, dof: int, budget: int, depth: int) -> int:
-    """Largest hidden width whose model has at most ``budget`` parameters (linear search)."""
-    best = 1
-    for hidden in range(1, 512):
-        with torch.device("meta"):
-            n = count_parameters(get_model(name, dof, hidden=hidden, depth=depth))
-        if n > budget:
-            break
-        best = hidden
-    return best
 
 
 def _time_step(model, q, p, dq, dp, steps: int) -> float:
@@ -52,7 +41,7 @@ def _time_step(model, q, p, dq, dp, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dof", type=int, nargs="+", default=[1, 3])
     parser.add_argument("--batch", type=int, default=256)
@@ -60,28 +49,43 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)
-    print(f"batch {args.batch}, depth {args.depth}, <= {args.budget} parameters, float32, "
-          f"1 CPU thread, best of {args.repeats} x {args.steps} steps")
-    print(f"{'dof':>3}  {'model':<18} {'hidden':>6} {'params':>7} {'ms/step':>8} "
-          f"{'vs gradnet':>10}")
+    print(
+        f"batch {args.batch}, depth {args.depth}, <= {args.budget} parameters, float32, "
+        f"1 CPU thread, best of {args.repeats} x {args.steps} steps"
+    )
+    print(
+        f"{'dof':>3}  {'model':<18} {'hidden':>6} {'params':>7} {'ms/step':>8} {'vs gradnet':>10}"
+    )
     for dof in args.dof:
-        q, p, dq, dp = (torch.randn(args.batch, dof, generator=g) for _ in range(4))
+        q, p, dq, dp = (
+            torch.randn(args.batch, dof, generator=g, dtype=torch.float32) for _ in range(4)
+        )
         models = {}
         for name in MODELS:
-            hidden = _hidden_for(name, dof, args.budget, args.depth)
-            models[name] = get_model(name, dof, hidden=hidden, depth=args.depth,
-                                     generator=torch.Generator().manual_seed(1)).float()
+            hidden = hidden_for_budget(
+                lambda h, name=name, dof=dof: get_model(name, dof, hidden=h, depth=args.depth),
+                args.budget,
+            )
+            models[name] = get_model(
+                name,
+                dof,
+                hidden=hidden,
+                depth=args.depth,
+                generator=torch.Generator().manual_seed(1),
+            ).float()
         best = {name: float("inf") for name in models}
         for _ in range(args.repeats):  # interleaved, so load changes hit every model alike
             for name, model in models.items():
                 best[name] = min(best[name], _time_step(model, q, p, dq, dp, args.steps))
         for name, model in models.items():
-            print(f"{dof:>3}  {name:<18} {model.hparams['hidden']:>6} "
-                  f"{count_parameters(model):>7} {best[name] * 1e3:>8.3f} "
-                  f"{best[name] / best['gradnet']:>10.2f}")
+            print(
+                f"{dof:>3}  {name:<18} {model.hparams['hidden']:>6} "
+                f"{count_parameters(model):>7} {best[name] * 1e3:>8.3f} "
+                f"{best[name] / best['gradnet']:>10.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ PUBLIC = {
         "INTEGRATORS",
         "ButcherTableau",
         "Integrator",
+        "SplittingIntegrator",
         "SplittingTableau",
         "Stepper",
         "RolloutFailure",
@@ -48,6 +49,7 @@ PUBLIC = {
         "check_applicable",
         "derivative_fn",
         "get_integrator",
+        "register_integrator",
         "rollout",
     ],
     "hamgrad.nets": [
@@ -80,6 +82,7 @@ PUBLIC = {
         "get_model",
         "model_from_config",
         "phase_statistics",
+        "register_model",
     ],
     "hamgrad.training": [
         "OPTIMIZERS",

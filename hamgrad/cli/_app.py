@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -27,12 +28,25 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """Warnings (a close encounter in a simulation, ...) as one line, without source lines."""
+    click.echo(f"hamgrad: warning: {_one_line(str(message))}", err=True)
+
+
 class _Group(click.Group):
     """Click group that turns library and usage errors into one line and exit code 2."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         """Run the command; in standalone mode every way out is one line and an exit code."""
         run = cast(Any, super()).main
+        warnings.showwarning = _show_warning
         if not standalone_mode:
             return run(*args, standalone_mode=False, **kwargs)
         try:

@@ -161,8 +161,6 @@ def list_systems() -> None:
 
     aliases = {target: alias for alias, target in ALIASES.items()}
     for name, cls in SYSTEMS.items():
-        if name in ALIASES:
-            continue
         system = cls()
         alias = f" (alias {aliases[name]})" if name in aliases else ""
         kind = "separable" if system.separable else "non-separable"

@@ -311,8 +311,7 @@ def _true_system(dataset: Any, trusted: str | None) -> dict[str, Any]:
         click.echo("note: the dataset names no system: no energy error or floor", err=True)
         return {}
     try:
-        # TODO(merge sim): system_from_dataset(dataset, trusted_system=trusted)
-        system = system_from_dataset(dataset)
+        system = system_from_dataset(dataset, trusted_system=trusted)
     except HamgradError as exc:
         click.echo(f"note: no true system ({exc}): no energy error or floor", err=True)
         return {}

@@ -11,8 +11,10 @@ from hamgrad.integrators.registry import (
     applicable_methods,
     check_applicable,
     get_integrator,
+    register_integrator,
 )
 from hamgrad.integrators.rollout import RolloutFailure, Trajectory, rollout
+from hamgrad.integrators.splitting import SplittingIntegrator
 from hamgrad.integrators.tableau import ButcherTableau, SplittingTableau
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "ButcherTableau",
     "Integrator",
     "RolloutFailure",
+    "SplittingIntegrator",
     "SplittingTableau",
     "Stepper",
     "Trajectory",
@@ -28,5 +31,6 @@ __all__ = [
     "check_applicable",
     "derivative_fn",
     "get_integrator",
+    "register_integrator",
     "rollout",
 ]

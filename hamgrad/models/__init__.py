@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from hamgrad.errors import CheckpointError, unknown_name
+from hamgrad.errors import CheckpointError, ConfigError, unknown_name
 from hamgrad.models.base import HamiltonianModel, LearnedModel, NetHamiltonian
 from hamgrad.models.baselines import HNN, NeuralODE
 from hamgrad.models.gradnet_hamiltonian import GradNetHamiltonian, SeparableGradNetHamiltonian
@@ -37,6 +37,7 @@ __all__ = [
     "get_model",
     "model_from_config",
     "phase_statistics",
+    "register_model",
 ]
 
 MODELS: dict[str, type[LearnedModel]] = {
@@ -59,6 +60,28 @@ def get_model(
     if name not in MODELS:
         raise unknown_name("model", name, MODELS)
     return MODELS[name](dof, generator, **hparams)
+
+
+def register_model(cls: type[LearnedModel]) -> type[LearnedModel]:
+    """Add a model class to `MODELS` under its ``name`` (usable as a class decorator).
+
+    The extension point for new models (see docs/extending.md): once registered, a model is
+    built by `get_model`, trained by `hamgrad.training.train` and rebuilt from checkpoints.
+
+    Raises
+    ------
+    ConfigError
+        Not a `LearnedModel` subclass, no ``name``, or the name is taken.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, LearnedModel)):
+        raise ConfigError(f"register_model needs a LearnedModel subclass, got {cls!r}")
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"model class {cls.__name__} must set a class attribute name")
+    if name in MODELS:
+        raise ConfigError(f"model name {name!r} is taken; expected a new name")
+    MODELS[name] = cls
+    return cls
 
 
 def model_from_config(config: Mapping[str, Any]) -> LearnedModel:
