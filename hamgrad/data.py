@@ -63,6 +63,7 @@ __all__ = [
     "Split",
     "SplitReader",
     "TrajectorySource",
+    "check_compression",
     "concatenate_datasets",
     "load_dataset",
     "open_dataset",
@@ -334,6 +335,15 @@ def _attr_value(value: Any) -> Any:
     return value
 
 
+def check_compression(compression: str | None) -> str | None:
+    """``compression`` if it is a key of `COMPRESSIONS` or None; else raise `ConfigError`."""
+    if compression is not None and compression not in COMPRESSIONS:
+        raise ConfigError(
+            f"compression must be one of {', '.join(COMPRESSIONS)} or none, got {compression!r}"
+        )
+    return compression
+
+
 def _chunk_rows(n_traj: int, n_t: int, dof: int) -> int:
     """Trajectories per chunk: as many as fit in `CHUNK_BYTES` (at least one)."""
     return max(1, min(n_traj, CHUNK_BYTES // (8 * n_t * dof)))
@@ -403,11 +413,7 @@ class DatasetWriter:
             raise DatasetError(
                 f"{self._where}: file exists; pass overwrite=True (--overwrite) to replace"
             )
-        if compression is not None and compression not in COMPRESSIONS:
-            raise ConfigError(
-                f"compression must be one of {', '.join(COMPRESSIONS)} or none, got {compression!r}"
-            )
-        self.compression = compression
+        self.compression = check_compression(compression)
         root = {"created_by": f"hamgrad {__version__}", **dict(attrs)}
         root.update(format=FORMAT, format_version=FORMAT_VERSION)
         self.attrs = _check_root(self._where, root)

@@ -108,6 +108,7 @@ PUBLIC = {
         "Split",
         "SplitReader",
         "TrajectorySource",
+        "check_compression",
         "concatenate_datasets",
         "load_dataset",
         "open_dataset",

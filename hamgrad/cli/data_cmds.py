@@ -56,6 +56,20 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
     show_default=True,
     help="Trajectories per vectorised reference solve.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes to simulate in; the file is the same for any number [default: 1, or "
+    "all CPUs for the IAS15 step of a large n-body split].",
+)
+@click.option(
+    "--compression",
+    type=click.Choice(["none", "gzip", "lzf"]),
+    default="none",
+    show_default=True,
+    help="HDF5 compression of the arrays (recorded in the file; readers need no option).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def simulate(
@@ -72,10 +86,17 @@ def simulate(
     params: tuple[str, ...],
     shard: str | None,
     batch_size: int,
+    workers: int | None,
+    compression: str,
     overwrite: bool,
     quiet: bool,
 ) -> None:
-    """Simulate SYSTEM (a registry name or module:Class) into an HDF5 dataset."""
+    """Simulate SYSTEM (a registry name or module:Class) into an HDF5 dataset.
+
+    --workers N simulates in N processes (whole blocks of --batch-size trajectories each);
+    --shard I/N writes one part of the file, for separate jobs; hamgrad join joins the parts.
+    Either way the result is the file one process writes, byte for byte.
+    """
     from hamgrad._atomic import check_writable
     from hamgrad.errors import DatasetError
     from simulators import generate
@@ -98,6 +119,8 @@ def simulate(
         params=parse_params(params),
         shard=_parse_shard(shard),
         batch_size=batch_size,
+        workers=workers,
+        compression=None if compression == "none" else compression,
         progress=not quiet,
     )
     click.echo(f"wrote {path}")
