@@ -7,9 +7,11 @@ through a gradient (double backprop). Models are compared at (about) the same pa
 Usage::
 
     python scripts/bench_train_step.py [--dof 1 3] [--batch 256] [--budget 2000] [--repeats 5]
+        [--device cpu|cuda]
 
 Prints, per dof, the parameter count and the best-of-repeats time per step (ms), and the
-ratio to the GradNet model, all measured in one run on one CPU thread.
+ratio to the GradNet model, all measured in one run on one CPU thread (or on the GPU, each
+timing ending with ``torch.cuda.synchronize``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def _time_step(model, q, p, dq, dp, steps: int) -> float:
     start = time.perf_counter()
     for _ in range(steps):
         step()
+    if q.is_cuda:
+        torch.cuda.synchronize()  # the GPU's work, not only its launch
     return (time.perf_counter() - start) / steps
 
 
@@ -49,19 +53,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)
     print(
         f"batch {args.batch}, depth {args.depth}, <= {args.budget} parameters, float32, "
-        f"1 CPU thread, best of {args.repeats} x {args.steps} steps"
+        f"{args.device} (1 CPU thread), best of {args.repeats} x {args.steps} steps"
     )
     print(
         f"{'dof':>3}  {'model':<18} {'hidden':>6} {'params':>7} {'ms/step':>8} {'vs gradnet':>10}"
     )
     for dof in args.dof:
         q, p, dq, dp = (
-            torch.randn(args.batch, dof, generator=g, dtype=torch.float32) for _ in range(4)
+            torch.randn(args.batch, dof, generator=g, dtype=torch.float32).to(args.device)
+            for _ in range(4)
         )
         models = {}
         for name in MODELS:
@@ -75,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 hidden=hidden,
                 depth=args.depth,
                 generator=torch.Generator().manual_seed(1),
-            ).float()
+            ).to(args.device, torch.float32)
         best = {name: float("inf") for name in models}
         for _ in range(args.repeats):  # interleaved, so load changes hit every model alike
             for name, model in models.items():

@@ -4,7 +4,7 @@
 ``torch.distributed``'s ``env://`` rendezvous (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
 ``MASTER_ADDR``, ``MASTER_PORT``); `process_group` joins them into one process group (or uses
 the caller's, when one is already initialised) and yields the `Ranks` every training step
-consults. A single process, or ``WORLD_SIZE=1``, needs no process group: the same code runs
+consults. A process started without a launcher needs no process group: the same code runs
 with ``Ranks()`` and no collective at all.
 
 Failing together. A process that stops alone would leave the others waiting in a collective,
@@ -72,16 +72,21 @@ def _env_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1") or 1)
 
 
+def _launched() -> bool:
+    """True in a process a launcher started (torchrun sets ``WORLD_SIZE`` and ``MASTER_ADDR``)."""
+    return "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ
+
+
 def will_create_group() -> bool:
-    """True when `process_group` will create a group (a launcher started several processes
-    and no group exists yet)."""
-    return _env_world_size() > 1 and not (dist.is_available() and dist.is_initialized())
+    """True when `process_group` will create a group: a launcher started this process and no
+    group exists yet."""
+    return _launched() and not (dist.is_available() and dist.is_initialized())
 
 
 def local_device(device: torch.device) -> torch.device:
     """This rank's GPU, ``cuda:LOCAL_RANK``, when a launcher started several processes on CUDA;
     else ``device`` unchanged. Makes it the current CUDA device (NCCL needs that)."""
-    if device.type == "cuda" and device.index is None and _env_world_size() > 1:
+    if device.type == "cuda" and device.index is None and _launched():
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0") or 0))
         torch.cuda.set_device(device)
     return device
@@ -130,15 +135,14 @@ class Ranks:
     ----------
     rank, world_size : int
         This process's rank and the number of processes (0 and 1 without a process group).
+    distributed : bool
+        True in a process group (even of one process: ``torchrun --nproc-per-node 1`` runs
+        the DDP code path); collectives are used only then.
     """
 
     rank: int = 0
     world_size: int = 1
-
-    @property
-    def distributed(self) -> bool:
-        """True when other processes take part (collectives are needed)."""
-        return self.world_size > 1
+    distributed: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -252,9 +256,10 @@ def process_group(backend: str, device: torch.device, timeout_s: float) -> Itera
     """The `Ranks` of this process: from an existing process group, the launcher, or alone.
 
     An initialised default group (a caller's own) is used as it is and left open. Otherwise,
-    with ``WORLD_SIZE > 1`` in the environment (``torchrun``), a group is created with
-    ``backend`` (see `resolve_backend`) through ``env://`` and destroyed on exit; else the
-    process trains alone.
+    in a process a launcher started (``torchrun``: ``WORLD_SIZE`` and ``MASTER_ADDR`` in the
+    environment, even with one process), a group is created with ``backend`` (see
+    `resolve_backend`) through ``env://`` and destroyed on exit; else the process trains
+    alone.
 
     Parameters
     ----------
@@ -266,18 +271,17 @@ def process_group(backend: str, device: torch.device, timeout_s: float) -> Itera
         Seconds a collective waits for the other ranks before failing.
     """
     if dist.is_available() and dist.is_initialized():
-        yield Ranks(dist.get_rank(), dist.get_world_size())
+        yield Ranks(dist.get_rank(), dist.get_world_size(), distributed=True)
         return
-    world_size = _env_world_size()
-    if world_size <= 1:
+    if not _launched():
         yield Ranks()
         return
     if not dist.is_available():
-        raise ConfigError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
+        raise ConfigError("started by a launcher but this torch build has no torch.distributed")
     name = resolve_backend(backend, device)
     if name == "nccl" and not dist.is_nccl_available():
         raise ConfigError("backend 'nccl' is not available in this torch build; expected gloo")
-    ranks = Ranks(env_rank(), world_size)
+    ranks = Ranks(env_rank(), _env_world_size(), distributed=True)
     with ranks.collective():
         dist.init_process_group(name, timeout=timedelta(seconds=timeout_s))
     try:
