@@ -72,6 +72,12 @@ def _assert_same_weights(a: Path, b: Path, rtol: float = 1e-10) -> None:
         assert err <= rtol, (key, float(err))
 
 
+def _train_args(config: dict) -> list[str]:
+    """The ``hamgrad train`` arguments of a `_config` mapping."""
+    flags = {k: v for k, v in config.items() if k != "model_params"} | config["model_params"]
+    return ["train", *(x for k, v in flags.items() for x in (f"--{k.replace('_', '-')}", str(v)))]
+
+
 def _rows(run: Path) -> list[dict]:
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
 
@@ -80,41 +86,9 @@ def _rows(run: Path) -> list[dict]:
 def test_torchrun_two_processes_reach_the_single_process_weights(data, tmp_path):
     """The documented command: 2 processes, global batch 26, equal 1 process, batch 26."""
     one = train(TrainConfig.from_mapping(_config(data, tmp_path / "runs", "one")))
-    args = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        "-m",
-        "hamgrad",
-        "train",
-        "--data",
-        str(data),
-        "--runs-dir",
-        str(tmp_path / "runs"),
-        "--name",
-        "two",
-        "--epochs",
-        "3",
-        "--hidden",
-        "8",
-        "--depth",
-        "1",
-        "--batch-size",
-        str(BATCH),
-        "--lr",
-        "1e-2",
-        "--weight-decay",
-        "0.1",
-        "--grad-clip",
-        "1.0",
-        "--dtype",
-        "float64",
-        "--device",
-        "cpu",
-    ]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    args = [*torchrun, "--nproc-per-node", "2", "-m", "hamgrad"]
+    args += _train_args(_config(data, tmp_path / "runs", "two"))
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("run: ") == 1  # rank 0 alone reports
@@ -182,18 +156,7 @@ def _lines(ranks) -> list[str]:
 )
 def test_a_failing_rank_stops_every_rank_with_one_line(data, tmp_path, kind, reporter, message):
     """Bad data on one rank, NaN on one rank, or a rank that dies: no hang, one clear line."""
-    options = {
-        "data": data,
-        "runs-dir": tmp_path / "runs",
-        "name": "r",
-        "epochs": 3,
-        "hidden": 8,
-        "depth": 1,
-        "batch-size": BATCH,
-        "dtype": "float64",
-        "device": "cpu",
-    }
-    args = ["train", *(x for k, v in options.items() for x in (f"--{k}", str(v)))]
+    args = _train_args(_config(data, tmp_path / "runs", "r"))
     ranks = spawn(2, {"cli": [*args, "--quiet"], "fault": {"rank": 1, "step": 2, "kind": kind}})
     codes = [r.returncode for r in ranks]
     assert codes == ([2, 3] if kind == "die" else [2, 2]), _lines(ranks)

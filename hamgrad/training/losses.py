@@ -14,7 +14,8 @@ at once; nothing loops over samples in Python.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from abc import ABC, abstractmethod
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -37,10 +38,25 @@ def has_derivatives(split: TrajectorySource) -> bool:
     return {"dq_dt", "dp_dt"} <= set(split.fields)
 
 
-class Loss(Protocol):
-    """What the training loop needs from a loss."""
+class Loss(ABC):
+    """What the training loop needs from a loss: its samples and the loss of each.
+
+    A sample is a window of ``window`` consecutive states (None: a single state) carrying the
+    dataset arrays ``fields``. The training loop sums `errors` (so that distributed ranks add
+    up to the mean of a global batch); calling the loss gives the mean over a batch.
+    """
 
     spec: str
+    fields: tuple[str, ...]
+    window: int | None
+
+    @abstractmethod
+    def check(self, split: TrajectorySource) -> None:
+        """Raise `ConfigError` when ``split`` cannot give this loss's samples."""
+
+    @abstractmethod
+    def errors(self, model: LearnedModel, batch: dict[str, Tensor]) -> Tensor:
+        """Loss of each sample of the batch, shape ``[n]`` (``n`` may be 0)."""
 
     def samples(
         self,
@@ -49,51 +65,43 @@ class Loss(Protocol):
         device: torch.device,
         buffer_bytes: int = DEFAULT_BUFFER_BYTES,
     ) -> SampleSet:
-        """Training samples of a split, held or streamed within ``buffer_bytes``."""
-        ...
-
-    def errors(self, model: LearnedModel, batch: dict[str, Tensor]) -> Tensor:
-        """Loss of each sample of the batch, shape ``[n]`` (``n`` may be 0)."""
-        ...
+        """Every window of the split (`SampleSet`), held or streamed within ``buffer_bytes``."""
+        self.check(split)
+        return SampleSet(split, self.fields, self.window, dtype, device, buffer_bytes)
 
     def __call__(self, model: LearnedModel, batch: dict[str, Tensor]) -> Tensor:
-        """Mean loss over the batch (0-dim tensor)."""
-        ...
+        return self.errors(model, batch).mean()
 
 
-class DerivativeLoss:
-    """Mean squared norm of the error in ``(dq/dt, dp/dt)`` over every stored state."""
+class DerivativeLoss(Loss):
+    """Mean squared norm of the error in ``(dq/dt, dp/dt)`` over every stored state.
+
+    Samples are single states with their derivatives: batches of ``[n, dof]`` per field.
+    """
 
     spec = "derivative"
     fields = ("q", "p", "dq_dt", "dp_dt")
+    window = None
 
-    def samples(
-        self,
-        split: TrajectorySource,
-        dtype: torch.dtype,
-        device: torch.device,
-        buffer_bytes: int = DEFAULT_BUFFER_BYTES,
-    ) -> SampleSet:
-        """Every stored state with its derivatives: batches of ``[n, dof]`` per field."""
+    def check(self, split: TrajectorySource) -> None:
+        """The split must store ``dq_dt`` and ``dp_dt``."""
         if not has_derivatives(split):
             raise ConfigError(
                 "loss 'derivative' needs dq_dt and dp_dt in the dataset, which "
                 "this split lacks; expected a file with derivatives or "
                 "loss 'rollout:K'"
             )
-        return SampleSet(split, self.fields, None, dtype, device, buffer_bytes)
 
     def errors(self, model: LearnedModel, batch: dict[str, Tensor]) -> Tensor:
         """``|dq̂/dt - dq/dt|² + |dp̂/dt - dp/dt|²`` per sample, shape ``[n]``."""
         dq, dp = model.time_derivative(batch["q"], batch["p"])
         return (dq - batch["dq_dt"]).square().sum(-1) + (dp - batch["dp_dt"]).square().sum(-1)
 
-    def __call__(self, model: LearnedModel, batch: dict[str, Tensor]) -> Tensor:
-        return self.errors(model, batch).mean()
 
-
-class RolloutLoss:
+class RolloutLoss(Loss):
     """Unroll ``k`` observation intervals of ``integrator`` from each state; match observations.
+
+    Samples are windows of ``k + 1`` consecutive observations: ``q, p`` of ``[n, k+1, dof]``.
 
     Parameters
     ----------
@@ -112,21 +120,15 @@ class RolloutLoss:
     def __init__(self, k: int, integrator: Integrator, dt: float, substeps: int = 1) -> None:
         self.k, self.integrator, self.dt, self.substeps = k, integrator, dt, substeps
         self.spec = f"rollout:{k}"
+        self.window = k + 1
 
-    def samples(
-        self,
-        split: TrajectorySource,
-        dtype: torch.dtype,
-        device: torch.device,
-        buffer_bytes: int = DEFAULT_BUFFER_BYTES,
-    ) -> SampleSet:
-        """Every window of ``k + 1`` consecutive observations: ``q, p`` of ``[n, k+1, dof]``."""
+    def check(self, split: TrajectorySource) -> None:
+        """Trajectories must hold at least ``k + 1`` samples."""
         if split.n_t < self.k + 1:
             raise ConfigError(
                 f"loss rollout:{self.k} needs trajectories of at least "
                 f"{self.k + 1} samples, got n_t={split.n_t}"
             )
-        return SampleSet(split, self.fields, self.k + 1, dtype, device, buffer_bytes)
 
     def errors(self, model: LearnedModel, batch: dict[str, Tensor]) -> Tensor:
         """Mean over the ``k`` predicted states of ``|x̂_{i+k} - x_{i+k}|²``, shape ``[n]``."""
@@ -142,9 +144,6 @@ class RolloutLoss:
         )
         err = (traj.q - q).square().sum(-1) + (traj.p - p).square().sum(-1)
         return err[:, 1:].mean(-1)
-
-    def __call__(self, model: LearnedModel, batch: dict[str, Tensor]) -> Tensor:
-        return self.errors(model, batch).mean()
 
 
 def build_loss(
