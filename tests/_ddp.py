@@ -47,8 +47,19 @@ def free_port() -> int:
 
 
 def spawn(world_size: int, job: dict, timeout: float = 240) -> list[Finished]:
-    """Run ``job`` (see the module docstring) on ``world_size`` local processes, rank order."""
-    port = free_port()
+    """Run ``job`` (see the module docstring) on ``world_size`` local processes, rank order.
+
+    The machine is shared: if another program took the free port before rank 0 listened on
+    it, the job runs again on another port (twice at most).
+    """
+    for _ in range(3):
+        done = _spawn(world_size, job, timeout, free_port())
+        if not any("EADDRINUSE" in rank.stderr for rank in done):
+            break
+    return done
+
+
+def _spawn(world_size: int, job: dict, timeout: float, port: int) -> list[Finished]:
     procs = []
     for rank in range(world_size):
         env = {

@@ -230,9 +230,9 @@ class Ranks:
         flat = values.detach().reshape(-1).to(torch.float64)
         if not self.distributed:
             return flat.cpu().reshape(values.shape), (0 if failed else None)
-        packed = torch.zeros(
-            flat.numel() + self.world_size, dtype=torch.float64, device=flat.device
-        )
+        # NCCL reduces GPU memory only (its current device); gloo either.
+        device = torch.device("cuda") if dist.get_backend() == "nccl" else flat.device
+        packed = torch.zeros(flat.numel() + self.world_size, dtype=torch.float64, device=device)
         packed[: flat.numel()] = flat
         packed[flat.numel() + self.rank] = float(failed)
         with self.collective():
@@ -241,14 +241,6 @@ class Ranks:
         flags = packed[flat.numel() :]
         first = int(flags.nonzero()[0, 0]) if bool(flags.any()) else None
         return packed[: flat.numel()].reshape(values.shape), first
-
-    def sum(self, values: torch.Tensor) -> torch.Tensor:
-        """The element-wise sum of ``values`` over ranks (a new tensor; this one unchanged)."""
-        total = values.clone()
-        if self.distributed:
-            with self.collective():
-                dist.all_reduce(total)
-        return total
 
 
 @contextmanager

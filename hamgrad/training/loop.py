@@ -616,7 +616,8 @@ def _train_epoch(
             break
         batch, n = item
         optimizer.zero_grad(set_to_none=True)
-        loss, local = objective(batch, ranks.world_size / n)
+        with ranks.collective():  # DDP's forward may broadcast (bucket rebuild, once)
+            loss, local = objective(batch, ranks.world_size / n)
         summed, failed = ranks.step_sum(local, error is not None)  # the step's one host sync
         value = float(summed)
         _raise_if_failed(ranks, failed, error, f"epoch {epoch}, step {step}")
