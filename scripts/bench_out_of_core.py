@@ -97,7 +97,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_ooc_", dir=args.workdir))
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"torch {torch.__version__}, workdir {work}"
+        f"torch {torch.__version__}, load {os.getloadavg()[0]:.1f}, workdir {work}"
     )
     try:
         big, fit, runs = work / "big.h5", work / "fit.h5", work / "runs"
@@ -113,6 +113,7 @@ def main() -> None:
     finally:
         if not args.keep:
             shutil.rmtree(work)
+    print(f"# load after: {os.getloadavg()[0]:.1f}")
     print("\n| measurement | value |\n|---|---:|")
     print(f"| dataset (streamed, default buffer 256 MiB) | {big_gib:.2f} GiB |")
     print(f"| peak RSS of `hamgrad train`, 1 epoch | {rss_big / 2**30:.3f} GiB |")
