@@ -487,6 +487,8 @@ class DatasetWriter:
         missing = [n for n in ("q", "p") if n not in fields]
         if missing:
             raise _fail(here, missing[0], "is missing (required)")
+        if isinstance(n_traj, bool) or not isinstance(n_traj, (int, np.integer)) or n_traj < 1:
+            raise _fail(here, "q", f"n_traj is {n_traj!r}, expected an integer >= 1")
         fields = [n for n in _FIELDS if n in fields]  # canonical order
         dof = self.attrs["dof"]
         t = _check_t(here, t, self.attrs["dt"])
