@@ -133,11 +133,17 @@ class SampleSet:
     def _gather(self, buffer: Batch, index: Tensor) -> Batch:
         """The samples ``index`` (positions in ``buffer``'s traj-major sample numbering)."""
         index = index.to(self.device)
-        traj, start = index // self.per_traj, index % self.per_traj
-        if self.window is None:
-            return {name: buffer[name][traj, start] for name in self.fields}
-        steps = start[:, None] + torch.arange(self.window, device=self.device)
-        return {name: buffer[name][traj[:, None], steps] for name in self.fields}
+        n_t = self.source.n_t
+        if self.window is None:  # per_traj == n_t: a sample's number is its state's row
+            rows = index
+        else:  # the rows of each window's states, [n, window] -> flat
+            first = index // self.per_traj * n_t + index % self.per_traj
+            rows = (first[:, None] + torch.arange(self.window, device=self.device)).flatten()
+        out = {}
+        for name in self.fields:
+            states = buffer[name].flatten(0, 1).index_select(0, rows)
+            out[name] = states if self.window is None else states.unflatten(0, (-1, self.window))
+        return out
 
     def empty(self) -> Batch:
         """A batch of no samples (what a rank holds of a global batch smaller than the ranks)."""
