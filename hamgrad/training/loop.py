@@ -37,7 +37,7 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
 from hamgrad._atomic import write_json, write_jsonl
-from hamgrad._device import DTYPES, resolve_device, set_threads
+from hamgrad._device import DTYPES, default_dtype, resolve_device, set_threads
 from hamgrad._resources import check_memory
 from hamgrad.checkpoint import load_checkpoint, save_checkpoint
 from hamgrad.data import DatasetReader, open_dataset
@@ -288,7 +288,9 @@ def _build(config: TrainConfig, device: torch.device, stack: ExitStack) -> _Setu
     train_split = dataset.split("train")
     _check_model_size(config, dataset.dof, dtype)
     generator = torch.Generator().manual_seed(config.seed)
-    model = get_model(config.model, dataset.dof, generator=generator, **config.model_params)
+    with default_dtype(dtype):  # initial weights drawn in the run's precision, whatever the
+        # caller's default: a float64 run starts from the same weights in any session
+        model = get_model(config.model, dataset.dof, generator=generator, **config.model_params)
     # Cast first: statistics fitted into float32 buffers and then cast to float64 would carry
     # float32 rounding into a float64 run.
     model.to(device=device, dtype=dtype)
