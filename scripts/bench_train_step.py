@@ -56,7 +56,7 @@ from hamgrad.models import get_model, hparams_for_data
 from hamgrad.nets import count_parameters, hidden_for_budget
 from hamgrad.run import RunPaths
 from hamgrad.training import OPTIMIZERS, DerivativeLoss
-from hamgrad.training.step import TrainStep
+from hamgrad.training.step import Objective, TrainStep
 from simulators import get_system
 
 
@@ -174,14 +174,19 @@ def _build(label: str, dof: int, budget: int) -> torch.nn.Module:
 
 def _step(model: torch.nn.Module, compile: bool = False) -> TrainStep:
     opt = OPTIMIZERS["adam"](model.parameters(), lr=1e-4, weight_decay=0.0)
-    return TrainStep(model, DerivativeLoss(), opt, grad_clip=10.0, compile=compile)
+    return TrainStep(Objective(model, DerivativeLoss()), opt, grad_clip=10.0, compile=compile)
 
 
 def _cpu_seconds(step: TrainStep, batch: dict[str, torch.Tensor], steps: int) -> float:
-    started = time.thread_time()
+    """Seconds per step: this thread's CPU time, or wall time to a synchronised GPU."""
+    cuda = next(iter(batch.values())).is_cuda
+    clock = time.perf_counter if cuda else time.thread_time
+    started = clock()
     for _ in range(steps):
         step(batch)
-    return (time.thread_time() - started) / steps
+    if cuda:
+        torch.cuda.synchronize()  # the GPU's work, not only its launch
+    return (clock() - started) / steps
 
 
 def measure_cost(args: argparse.Namespace, profile: Profile, results: dict[str, Any]) -> None:
@@ -193,10 +198,10 @@ def measure_cost(args: argparse.Namespace, profile: Profile, results: dict[str, 
         for dof in profile.dofs:
             g = torch.Generator().manual_seed(0)
             batch = {
-                k: torch.randn(batch_size, dof, generator=g, dtype=torch.float32)
+                k: torch.randn(batch_size, dof, generator=g, dtype=torch.float32).to(args.device)
                 for k in ("q", "p", "dq_dt", "dp_dt")
             }
-            models = {label: _build(label, dof, profile.budget) for label in labels}
+            models = {label: _build(label, dof, profile.budget).to(args.device) for label in labels}
             eager = {label: _step(m) for label, m in models.items()}
             for step in eager.values():
                 step(batch)  # warm-up
@@ -487,6 +492,11 @@ def build_parser() -> argparse.ArgumentParser:
     _bench.add_names(parser, "--variants", "variant", VARIANTS)
     parser.add_argument(
         "--compile", action="store_true", help="also time the torch.compile'd step (cost section)"
+    )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="cost section: cpu (thread CPU time) or cuda (wall time, synchronised)",
     )
     return parser
 

@@ -18,26 +18,32 @@ and the energy error of those trajectories against the others'.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import multiprocessing
 import os
 import sys
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from hamgrad._resources import check_memory
 from hamgrad._version import __version__
-from hamgrad.data import SPLIT_NAMES, Split, write_dataset
+from hamgrad.data import SPLIT_NAMES, Split, check_compression, write_dataset
 from hamgrad.errors import ConfigError, DatasetError, check_finite, check_int
 from simulators.base import System
 from simulators.rebound_reference import ENCOUNTER_RATIO
-from simulators.reference import Reference, ReferenceSettings, reference_trajectories
+from simulators.reference import ReferenceSettings, reference_trajectories
 from simulators.registry import get_system
 
 __all__ = ["CloseEncounterWarning", "generate", "shard_range"]
+
+
+T = TypeVar("T")
 
 
 class CloseEncounterWarning(UserWarning):
@@ -96,13 +102,92 @@ def _rel_energy_error(energy: np.ndarray) -> np.ndarray:
     return np.max(np.abs(energy - e0) / np.maximum(np.abs(e0), np.finfo(float).tiny), axis=1)
 
 
+#: One simulated chunk: its arrays (``q, p, dq_dt, dp_dt, energy``), how the reference was
+#: computed, and the close-encounter times (None when the reference does not detect them).
+_Chunk = tuple[dict[str, np.ndarray], str, np.ndarray | None]
+
+
+def _simulate(
+    system: System,
+    seed: int,
+    split_id: int,
+    idx: range,
+    t: np.ndarray,
+    noise_std: float,
+    reference: str | None,
+    use_exact: bool,
+    settings: ReferenceSettings,
+) -> _Chunk:
+    """Trajectories ``idx`` of a split: initial states, reference, derivatives, noise.
+
+    ``idx`` starts at a multiple of ``settings.batch_size`` (from the split's start), so the
+    blocks inside it are the blocks of the whole split: a chunk's bytes do not depend on how
+    the split was cut into chunks.
+    """
+    rngs = [np.random.default_rng([seed, split_id, i]) for i in idx]
+    states = [_sample(system, rng) for rng in rngs]
+    q0 = np.stack([s[0] for s in states])
+    p0 = np.stack([s[1] for s in states])
+    ref = reference_trajectories(
+        system, q0, p0, t, method=reference, use_exact=use_exact, settings=settings
+    )
+    size = settings.batch_size
+    # Derivatives in the same blocks as ever (whole multiples of batch_size), so a
+    # trajectory's bytes never depend on the shard or chunk that computes it.
+    blocks = [
+        _derived(system, ref.q[a : a + size], ref.p[a : a + size], rngs[a : a + size], noise_std)
+        for a in range(0, len(idx), size)
+    ]
+    return (
+        {k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]},
+        ref.how,
+        ref.encounter_time,
+    )
+
+
+def _chunks(idx: range, batch_size: int, count: int) -> list[range]:
+    """``idx`` cut into at most ``count`` consecutive chunks of whole ``batch_size`` blocks."""
+    blocks = -(-len(idx) // batch_size)
+    bounds = [idx.start + min(len(idx), i * blocks // count * batch_size) for i in range(count + 1)]
+    return [range(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def _run_here(fn: Callable[..., T], *args: Any) -> Future[T]:
+    """``Executor.submit`` without an executor: run ``fn`` now; a finished future."""
+    future: Future[T] = Future()
+    future.set_result(fn(*args))
+    return future
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # a worker per CPU already: no intra-op threads on top
+
+
+@contextlib.contextmanager
+def _pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """``workers`` forked processes (None for one, or where ``fork`` is unavailable)."""
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        yield None
+        return
+    context = multiprocessing.get_context("fork")  # workers inherit the system: no re-import
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread)
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _report_encounters(
-    system: System, split: str, idx: range, ref: Reference, rel_error: np.ndarray
+    system: System,
+    split: str,
+    idx: range,
+    encounter_time: np.ndarray | None,
+    rel_error: np.ndarray,
 ) -> None:
     """Warn, once per split, naming the trajectories that met in close encounters."""
-    if ref.encounter_time is None:
+    if encounter_time is None:
         return
-    met = ~np.isnan(ref.encounter_time)
+    met = ~np.isnan(encounter_time)
     if not met.any():
         return
     which = [idx[i] for i in np.flatnonzero(met)]
@@ -111,7 +196,7 @@ def _report_encounters(
     warnings.warn(
         f"{system.name}: {len(which)} of {len(idx)} {split} trajectories had a close "
         f"encounter (a pair closer than {ENCOUNTER_RATIO:g} x its initial minimum "
-        f"separation), first at t={np.nanmin(ref.encounter_time):.3g}: trajectories "
+        f"separation), first at t={np.nanmin(encounter_time):.3g}: trajectories "
         f"{shown}; max relative energy error {rel_error[met].max():.2g} for them, "
         f"{others} for the others",
         CloseEncounterWarning,
@@ -151,6 +236,7 @@ def generate(
     use_exact: bool = True,
     reference: str | None = None,
     workers: int | None = None,
+    compression: str | None = None,
     progress: bool = False,
 ) -> Path:
     """Simulate a system and write its dataset in the HDF5 format, version 1.
@@ -193,9 +279,15 @@ def generate(
         A key of `simulators.reference.REFERENCE_METHODS` to use instead of the system's own
         numerical reference (``"dop853"`` or ``"ias15"``).
     workers : int, optional
-        Worker processes of the IAS15 reference (None: as many as the CPUs, for batches large
-        enough to pay; see `simulators.rebound_reference.integrate_ias15`). Never changes the
-        file.
+        Processes that simulate. ``N >= 2``: each split is cut into chunks of whole
+        ``batch_size`` blocks (about four per process), simulated in ``N`` forked processes
+        and joined in order. ``1``: this process alone. ``None`` (default): this process,
+        except that the IAS15 reference of a large n-body split forks one worker per CPU
+        (see `simulators.rebound_reference.integrate_ias15`). Never changes the file: every
+        trajectory is computed in the same blocks whatever the number of processes.
+    compression : str, optional
+        HDF5 compression of the arrays, a key of `hamgrad.data.COMPRESSIONS` (``gzip``,
+        ``lzf``); None stores them uncompressed.
     progress : bool
         Show a click progress bar on stderr.
 
@@ -242,6 +334,7 @@ def generate(
             raise ConfigError(
                 f"shard must be (index, count) with 0 <= index < count, got {shard!r}"
             )
+    compression = check_compression(compression)
     path = Path(path)
     if path.exists() and not overwrite:
         raise DatasetError(f"{path}: file exists; pass overwrite=True (--overwrite) to replace")
@@ -262,42 +355,50 @@ def generate(
         held,
         "use fewer trajectories or steps, or --shard I/N to make the file in parts",
     )
+    processes = 1 if workers is None else check_int("workers", workers)
     splits: dict[str, Split] = {}
     hows: set[str] = set()
-    with _progress(progress, total, f"simulating {system.name}") as bar:
+    with (
+        _progress(progress, total, f"simulating {system.name}") as bar,
+        _pool(processes) as pool,
+    ):
         settings = ReferenceSettings(
             rtol=rtol,
             atol=atol,
             batch_size=batch_size,
-            workers=workers,
-            progress=None if bar is None else bar.update,
+            workers=workers if pool is None else 1,  # None: IAS15 may fork its own pool
+            progress=bar.update if bar is not None and pool is None else None,
         )
-        for name, idx in ranges.items():
-            split_id = SPLIT_NAMES.index(name)
+        submit = _run_here if pool is None else pool.submit
+        jobs: dict[str, list[tuple[range, Future[_Chunk]]]] = {}
+        for name, idx in ranges.items():  # every chunk is submitted before any is awaited
             t = dt * np.arange(steps[name] + 1, dtype=np.float64)
-            rngs = [np.random.default_rng([seed, split_id, i]) for i in idx]
-            states = [_sample(system, rng) for rng in rngs]
-            q0 = np.stack([s[0] for s in states])
-            p0 = np.stack([s[1] for s in states])
-            ref = reference_trajectories(
-                system, q0, p0, t, method=reference, use_exact=use_exact, settings=settings
-            )
-            hows.update(ref.how.split("; "))
-            # Derivatives in the same blocks as ever (whole multiples of batch_size), so a
-            # trajectory's bytes never depend on the shard that computes it.
-            blocks = [
-                _derived(
-                    system,
-                    ref.q[a : a + batch_size],
-                    ref.p[a : a + batch_size],
-                    rngs[a : a + batch_size],
-                    noise_std,
+            split_id = SPLIT_NAMES.index(name)
+            pieces = [idx] if pool is None else _chunks(idx, batch_size, 4 * processes)
+            jobs[name] = [
+                (chunk, submit(_simulate, system, seed, split_id, chunk, t, noise_std,
+                               reference, use_exact, settings))
+                for chunk in pieces
+            ]  # fmt: skip
+        for name, idx in ranges.items():
+            parts = []
+            for chunk, job in jobs[name]:
+                parts.append(job.result())
+                if bar is not None and pool is not None:
+                    bar.update(len(chunk))
+            cat = {k: np.concatenate([arrays[k] for arrays, _, _ in parts]) for k in parts[0][0]}
+            hows.update(h for _, how, _ in parts for h in how.split("; "))
+            encounter = None  # unless a chunk's reference detects encounters (IAS15)
+            if any(e is not None for _, _, e in parts):
+                encounter = np.concatenate(
+                    [
+                        np.full(len(chunk), np.nan) if e is None else e
+                        for (chunk, _), (_, _, e) in zip(jobs[name], parts, strict=True)
+                    ]
                 )
-                for a in range(0, len(idx), batch_size)
-            ]
-            cat = {k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]}
             rel_error = _rel_energy_error(cat["energy"])
-            _report_encounters(system, name, idx, ref, rel_error)
+            _report_encounters(system, name, idx, encounter, rel_error)
+            t = dt * np.arange(steps[name] + 1, dtype=np.float64)
             splits[name] = Split(t=t, attrs={"max_rel_energy_error": float(rel_error.max())}, **cat)
 
     attrs: dict[str, Any] = {
@@ -318,4 +419,4 @@ def generate(
     }
     if shard is not None:
         attrs["shard"] = f"{shard[0]}/{shard[1]}"
-    return write_dataset(path, splits, attrs, overwrite=overwrite)
+    return write_dataset(path, splits, attrs, overwrite=overwrite, compression=compression)

@@ -151,3 +151,12 @@ def test_activation_bank_applies_each_copy(activation):
     together = bank(z)
     for i in range(3):
         torch.testing.assert_close(bank.at(z[:, i], i), together[:, i], rtol=0, atol=1e-14)
+
+
+def test_fused_backward_of_an_empty_batch_is_zero():
+    # A DDP rank can hold no sample of a short last batch; its backward must still run.
+    # (Failed before the fix: reshape(0, -1) is ambiguous.)
+    inputs = _inputs(n=0)
+    cascade_tanh(*inputs).sum().backward()
+    for tensor in inputs:
+        assert tensor.grad is not None and torch.count_nonzero(tensor.grad) == 0

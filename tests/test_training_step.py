@@ -7,8 +7,8 @@ import torch
 
 from hamgrad.models import get_model
 from hamgrad.training import DerivativeLoss
-from hamgrad.training.config import OPTIMIZERS
-from hamgrad.training.step import TrainStep, fused_optimizer
+from hamgrad.training.config import OPTIMIZERS, fused_optimizer
+from hamgrad.training.step import Objective, TrainStep
 
 
 def _batch(n: int = 32, dof: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -30,7 +30,7 @@ def test_fused_optimizers_follow_the_plain_update(name):
     ]
     assert opts[0].param_groups[0]["fused"] is True
     for model, opt in zip(models, opts, strict=True):
-        step = TrainStep(model, DerivativeLoss(), opt, grad_clip=1.0)
+        step = TrainStep(Objective(model, DerivativeLoss()), opt, grad_clip=1.0)
         for seed in range(5):
             step(_batch(seed=seed))
     for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
@@ -52,7 +52,7 @@ def test_step_returns_the_loss_before_the_update_without_reading_it():
     model, batch = _model(), _batch()
     expected = DerivativeLoss()(model, batch).detach()
     opt = OPTIMIZERS["adam"](model.parameters(), lr=1e-2)
-    loss = TrainStep(model, DerivativeLoss(), opt)(batch)
+    loss = TrainStep(Objective(model, DerivativeLoss()), opt)(batch)
     assert not loss.requires_grad
     torch.testing.assert_close(loss, expected)
     with torch.no_grad():
@@ -65,7 +65,9 @@ def test_step_returns_the_loss_before_the_update_without_reading_it():
 def test_compiled_step_matches_the_eager_step():
     models = [_model(), _model()]
     steps = [
-        TrainStep(m, DerivativeLoss(), OPTIMIZERS["adam"](m.parameters(), lr=1e-2), compile=c)
+        TrainStep(
+            Objective(m, DerivativeLoss()), OPTIMIZERS["adam"](m.parameters(), lr=1e-2), compile=c
+        )
         for m, c in zip(models, (False, True), strict=True)
     ]
     for size in (32, 32, 7):  # a second batch size recompiles once

@@ -9,6 +9,7 @@ bodies, so ``hamgrad --help`` and ``hamgrad --version`` answer without loading t
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import warnings
@@ -52,7 +53,8 @@ class _Group(click.Group):
             result = run(*args, standalone_mode=False, **kwargs)
         except click.UsageError as exc:  # bad option value, missing argument, unknown command
             hint = f"; see '{exc.ctx.command_path} --help'" if exc.ctx is not None else ""
-            click.echo(f"hamgrad: error: {_one_line(exc.format_message())}{hint}", err=True)
+            if os.environ.get("RANK", "0") in ("", "0"):  # under torchrun, rank 0 says it
+                click.echo(f"hamgrad: error: {_one_line(exc.format_message())}{hint}", err=True)
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
             click.echo(f"hamgrad: error: {_one_line(exc.format_message())}", err=True)
@@ -67,7 +69,9 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except HamgradError as exc:
-            click.echo(f"hamgrad: error: {exc}", err=True)
+            # A distributed run's other ranks stop quietly: the failing rank says why.
+            if not getattr(exc, "reported_elsewhere", False):
+                click.echo(f"hamgrad: error: {exc}", err=True)
             sys.exit(2)
         except BrokenPipeError:  # `hamgrad info f.h5 | head`: the reader left, nothing is wrong
             sys.stderr.close()

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from hamgrad.data import Split
+from hamgrad.data import TrajectorySource
 from hamgrad.errors import ConfigError, check_int, unknown_name
 from hamgrad.integrators import Integrator, get_integrator
 from hamgrad.models.normalization import build_features
@@ -120,10 +120,13 @@ class LearnedModel(nn.Module, ABC):
         """JSON-serialisable description that, with the ``state_dict``, rebuilds the model."""
         return {"name": self.name, "dof": self.dof, "hparams": dict(self.hparams)}
 
-    def fit_normalization(self, split: Split, dt: float) -> None:
+    def fit_normalization(self, split: TrajectorySource, dt: float) -> None:
         """Set normalisation from a training split (trajectories ``[n_traj, n_t, dof]``).
 
-        With ``normalize=False`` the model keeps the identity map (statistics ignored).
+        ``split`` is a `hamgrad.data.Split` or a lazy `hamgrad.data.SplitReader`, read in
+        blocks (`Normalizer.fit`): the same blocks for both, so a model fitted on a file in
+        memory and one fitted streaming get the same statistics. With ``normalize=False`` the
+        model keeps the identity map (nothing is read).
         """
         if self.hparams.get("normalize", False):
             self.normalizer.fit(split, dt)

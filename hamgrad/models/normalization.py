@@ -29,14 +29,14 @@ and ``p`` separately, so separable models stay separable.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from hamgrad.data import Split
+from hamgrad.data import TrajectorySource, read_blocks
 from hamgrad.errors import ConfigError, check_int, unknown_name
 
 __all__ = [
@@ -46,7 +46,13 @@ __all__ = [
     "build_features",
     "features_for_system",
     "phase_statistics",
+    "streamed_phase_statistics",
 ]
+
+#: Bytes of training data `Normalizer.fit` reads at once (whole trajectories per block); the
+#: same blocks for a split in memory and one streamed from the file, so both fit the same
+#: statistics.
+NORMALIZATION_BLOCK_BYTES = 64 << 20
 
 # Coordinates whose spread is below this fraction of the largest spread (or exactly zero) are
 # left unscaled: dividing by a near-zero std would blow up inputs that never vary in training.
@@ -103,9 +109,16 @@ class Normalizer(nn.Module):
         """``c / sigma`` (``[2*dof]``): multiply ``grad_z F`` by it to get ``grad_x H``."""
         return self.energy_scale / self.scale
 
-    def fit(self, split: Split, dt: float) -> None:
-        """Set the statistics from a training split (trajectories ``[n_traj, n_t, dof]``)."""
-        mean, scale, energy_scale = phase_statistics(split.q, split.p, dt, split.dq_dt, split.dp_dt)
+    def fit(self, split: TrajectorySource, dt: float) -> None:
+        """Set the statistics from a training split (trajectories ``[n_traj, n_t, dof]``).
+
+        ``split`` is a `hamgrad.data.Split` or a lazy `hamgrad.data.SplitReader`, read in
+        blocks of about `NORMALIZATION_BLOCK_BYTES` (`streamed_phase_statistics`).
+        """
+        names = ["q", "p"]
+        if {"dq_dt", "dp_dt"} <= set(split.fields):
+            names += ["dq_dt", "dp_dt"]
+        mean, scale, energy_scale = streamed_phase_statistics(_blocks(split, names, self.dof), dt)
         self.set_statistics(torch.from_numpy(mean), torch.from_numpy(scale), energy_scale)
 
     def chain(self, q: Tensor, p: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
@@ -191,16 +204,22 @@ class PairwiseNormalizer(Normalizer):
             p, g[..., self.q_features :]
         )
 
-    def fit(self, split: Split, dt: float) -> None:
+    def fit(self, split: TrajectorySource, dt: float) -> None:
         """Affine statistics as `Normalizer.fit`, plus the mean and spread of each distance."""
         super().fit(split, dt)
-        q = torch.as_tensor(np.asarray(split.q), dtype=torch.float64).flatten(0, -2)
-        distance = torch.linalg.vector_norm(self._differences(q), dim=-1)
-        spread = distance.std(0)
-        spread = torch.where(spread > _MIN_RELATIVE_SCALE * spread.max(), spread, 1.0)
+        incidence = self.incidence.double()
+
+        def distances() -> Iterator[np.ndarray]:
+            for block in _blocks(split, ["q"], self.dof):
+                q = torch.from_numpy(block["q"]).double().flatten(0, -2)
+                bodies = q.unflatten(-1, (self.bodies, self.space_dim))
+                yield torch.linalg.vector_norm(incidence @ bodies, dim=-1).numpy()
+
+        mean, spread = _merged_moments(distances())
+        spread = np.where(spread > _MIN_RELATIVE_SCALE * spread.max(initial=0.0), spread, 1.0)
         with torch.no_grad():
-            self.pair_mean.copy_(distance.mean(0))
-            self.pair_scale.copy_(spread)
+            self.pair_mean.copy_(torch.from_numpy(mean))
+            self.pair_scale.copy_(torch.from_numpy(spread))
 
 
 #: Feature maps by name (hyperparameter ``features`` of the Hamiltonian models):
@@ -243,24 +262,6 @@ def features_for_system(
     return {"features": "pairwise", "space_dim": space_dim}
 
 
-def _derivative_rms(
-    q: np.ndarray, p: np.ndarray, dt: float, dq_dt: np.ndarray | None, dp_dt: np.ndarray | None
-) -> np.ndarray:
-    """RMS of ``(dq/dt, dp/dt)`` per coordinate, ``[2*dof]``.
-
-    Uses the stored derivatives when present, else central differences along time of the
-    ``[n_traj, n_t, dof]`` trajectories (noisy data inflates this a little; it only sets a scale).
-    """
-    if dq_dt is not None and dp_dt is not None:
-        deriv = np.concatenate([dq_dt, dp_dt], axis=-1)
-    else:
-        x = np.concatenate([q, p], axis=-1)
-        if x.shape[1] < 2:
-            return np.ones(x.shape[-1])
-        deriv = np.gradient(x, dt, axis=1)
-    return np.sqrt(np.mean(deriv.reshape(-1, deriv.shape[-1]) ** 2, axis=0))
-
-
 def phase_statistics(
     q: np.ndarray,
     p: np.ndarray,
@@ -286,15 +287,48 @@ def phase_statistics(
     energy_scale : float
         ``c = mean_i sigma_i * rms(d x_conj(i) / dt)``: since ``dq/dt = ∂H/∂p``, ``H`` varies by
         about ``sigma_p * |dq/dt|`` across the data (and likewise ``sigma_q * |dp/dt|``), so with
-        this ``c`` the network's own output is of order one.
+        this ``c`` the network's own output is of order one. The rates are the stored
+        derivatives, else central differences along time (noisy data inflates them a little;
+        they only set a scale).
     """
-    x = np.concatenate([q, p], axis=-1).reshape(-1, 2 * q.shape[-1])
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0)
+    block = {"q": q, "p": p}
+    if dq_dt is not None and dp_dt is not None:
+        block.update(dq_dt=dq_dt, dp_dt=dp_dt)
+    return streamed_phase_statistics([block], dt)
+
+
+def streamed_phase_statistics(
+    blocks: Iterable[Mapping[str, np.ndarray]], dt: float
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """`phase_statistics` of a split given as blocks of whole trajectories (bounded memory).
+
+    Each block maps ``q``, ``p`` (and, in every block or none, ``dq_dt``, ``dp_dt``) to
+    ``[k, n_t, dof]`` arrays. Means and variances are merged block by block
+    (`_merged_moments`), so the result does not depend on the block size beyond rounding; one
+    block gives exactly `phase_statistics`.
+    """
+    rate_sq, rate_n = np.zeros(0), 0
+
+    def states() -> Iterator[np.ndarray]:
+        nonlocal rate_sq, rate_n
+        for block in blocks:
+            x3 = np.concatenate([block["q"], block["p"]], axis=-1)
+            yield x3.reshape(-1, x3.shape[-1])
+            if "dq_dt" in block and "dp_dt" in block:
+                deriv = np.concatenate([block["dq_dt"], block["dp_dt"]], axis=-1)
+            elif x3.shape[1] >= 2:
+                deriv = np.gradient(x3, dt, axis=1)
+            else:
+                continue  # a single time sample has no rate
+            deriv_sq = (deriv.reshape(-1, deriv.shape[-1]) ** 2).sum(axis=0)
+            rate_sq = deriv_sq if rate_n == 0 else rate_sq + deriv_sq
+            rate_n += deriv.size // deriv.shape[-1]
+
+    mean, scale = _merged_moments(states())
     floor = _MIN_RELATIVE_SCALE * max(float(scale.max(initial=0.0)), 1e-300)
     scale = np.where(scale > floor, scale, 1.0)
-    rms = _derivative_rms(q, p, dt, dq_dt, dp_dt)
-    dof = q.shape[-1]
+    rms = np.sqrt(rate_sq / rate_n) if rate_n else np.ones(len(mean))
+    dof = len(mean) // 2
     # Pair each coordinate's spread with the rate of its conjugate: sigma_p with dq/dt, sigma_q
     # with dp/dt (both products estimate the energy scale).
     conj_rate = np.concatenate([rms[dof:], rms[:dof]])
@@ -302,3 +336,31 @@ def phase_statistics(
     products = products[np.isfinite(products) & (products > 0)]
     energy_scale = float(products.mean()) if products.size else 1.0
     return mean, scale, energy_scale
+
+
+def _blocks(split: TrajectorySource, names: list[str], dof: int) -> Iterator[dict[str, np.ndarray]]:
+    """``split`` in blocks of whole trajectories of about `NORMALIZATION_BLOCK_BYTES`."""
+    rows = max(1, NORMALIZATION_BLOCK_BYTES // (8 * split.n_t * dof * len(names)))
+    return read_blocks(split, rows, names)
+
+
+def _merged_moments(blocks: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (population) standard deviation per column of rows given in blocks ``[n, k]``.
+
+    Block moments are merged pairwise (Chan, Golub & LeVeque, "Algorithms for computing the
+    sample variance", 1983), so the result does not depend on the block size beyond rounding.
+    """
+    n = 0
+    mean = m2 = np.zeros(0)
+    for x in blocks:
+        n_b = x.shape[0]
+        mean_b = x.mean(axis=0)
+        m2_b = ((x - mean_b) ** 2).sum(axis=0)
+        if n == 0:
+            mean, m2 = mean_b, m2_b
+        else:
+            delta = mean_b - mean
+            mean = mean + delta * (n_b / (n + n_b))
+            m2 = m2 + m2_b + delta**2 * (n * n_b / (n + n_b))
+        n += n_b
+    return mean, np.sqrt(m2 / n)

@@ -128,13 +128,13 @@ class _CascadeTanh(torch.autograd.Function):
         g_A = 4 * ((G_next * S).sum(0) - 0.5 * sums[1:])
         g_B = (G_next * Y).sum(0)
         # y_l = 2β_l (u + b_l) + …, u = Wx: through β_l, b_l, W and x
-        moments = mm_skinny(every.reshape(N, -1).t(), x).unflatten(0, (depth + 1, h))[:depth]
+        moments = mm_skinny(every.flatten(1).t(), x).unflatten(0, (depth + 1, h))[:depth]
         g_beta = 2 * ((moments * W).sum(-1) + b * sums[:depth])
         g_W = (beta2.unsqueeze(-1) * moments).sum(0)
         g_x = None
         if ctx.needs_input_grad[0]:
             weights = F.pad(beta2.unsqueeze(-1) * W, (0, 0, 0, 0, 0, 1))  # no u in y_top
-            g_x = mm_skinny(every.reshape(N, -1), weights.reshape(-1, W.shape[1]))
+            g_x = mm_skinny(every.flatten(1), weights.reshape(-1, W.shape[1]))
         g_bout = None
         if g_f is not None:
             g_W = g_W + 0.5 * mm_skinny(y_top.t(), g_f)

@@ -25,7 +25,7 @@ import dataclasses
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,12 +36,37 @@ from hamgrad.errors import ConfigError, check_finite, check_int, unknown_name
 from hamgrad.integrators import get_integrator
 from hamgrad.models import MODELS
 from hamgrad.run import check_run_name
-from hamgrad.training.step import fused_optimizer
+from hamgrad.training.distributed import BACKENDS
+from hamgrad.training.samples import DEFAULT_BUFFER_BYTES
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "parse_loss"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "fused_optimizer", "parse_loss"]
+
+
+def fused_optimizer(
+    cls: Callable[..., torch.optim.Optimizer],
+) -> Callable[..., torch.optim.Optimizer]:
+    """A builder of optimizer ``cls`` (Adam, AdamW) that asks for torch's fused kernel.
+
+    ``fused=True`` runs the whole update as one kernel over all parameters (CPU and CUDA, torch
+    >= 2.4); on a device or dtype without it, torch refuses and the plain version is built.
+    The update is the same algorithm; results agree to round-off, not bit for bit.
+    """
+
+    def build(params: Iterable[Any], **kwargs: Any) -> torch.optim.Optimizer:
+        params = list(params)
+        try:
+            return cls(params, fused=True, **kwargs)
+        except RuntimeError:
+            return cls(params, **kwargs)
+
+    name = getattr(cls, "__name__", "optimizer")
+    build.__name__ = build.__qualname__ = f"fused_{name}"
+    build.__doc__ = f"`torch.optim.{name}` with ``fused=True`` where supported."
+    return build
+
 
 #: Optimizers by name: builders ``(params, lr=, weight_decay=) -> Optimizer``, fused where the
-#: device has the kernel (`hamgrad.training.step.fused_optimizer`).
+#: device has the kernel (`fused_optimizer`).
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": fused_optimizer(torch.optim.Adam),
     "adamw": fused_optimizer(torch.optim.AdamW),
@@ -121,6 +146,17 @@ class TrainConfig:
     compile : bool
         Compile the loss and its backward with `torch.compile` (`hamgrad.training.step`);
         the compile time is recorded in the first epoch's metrics row (``compile_s``).
+    buffer_mib : float
+        MiB of training samples held in memory at once: a split that fits is read once and
+        kept, a larger one is streamed from the file in blocks of trajectories, shuffled
+        block-wise and within buffers of `hamgrad.training.samples.BLOCKS_PER_BUFFER`
+        blocks. Part of the run's definition (it sets the sample order), not a cache knob.
+    backend : str
+        ``torch.distributed`` backend under ``torchrun``: ``auto`` (NCCL for CUDA, gloo for
+        CPU), ``gloo`` or ``nccl``. Unused by a single process.
+    dist_timeout : float
+        Seconds a process waits for the others in a collective (and in the rendezvous) before
+        it gives up; bounds how long the others hang when one stops responding.
     """
 
     data: str | None = None
@@ -145,6 +181,9 @@ class TrainConfig:
     name: str | None = None
     threads: int = 1
     compile: bool = False
+    buffer_mib: float = DEFAULT_BUFFER_BYTES / 2**20
+    backend: str = "auto"
+    dist_timeout: float = 600.0
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -252,5 +291,9 @@ class TrainConfig:
         check_int("threads", self.threads, minimum=0)
         if not isinstance(self.compile, bool):
             raise ConfigError(f"compile must be true or false, got {self.compile!r}")
+        check_finite("buffer_mib", self.buffer_mib, positive=True)
+        if self.backend not in BACKENDS:
+            raise unknown_name("backend", str(self.backend), BACKENDS)
+        check_finite("dist_timeout", self.dist_timeout, positive=True)
         if self.name is not None:
             check_run_name(self.name)
