@@ -41,6 +41,7 @@ import _bench
 
 from hamgrad.data import Dataset, load_dataset
 from hamgrad.errors import IntegratorError
+from hamgrad.models import hparams_for_data
 from simulators import get_system
 
 
@@ -208,15 +209,16 @@ def train_model(
     label: str,
     path: Path,
     mlabel: str,
-    hidden: int,
+    hparams: dict[str, Any],
     seed: int,
 ) -> Path:
-    """Train variant ``mlabel`` at width ``hidden`` on system ``label``; the run directory."""
+    """Train variant ``mlabel`` with ``hparams`` (width included) on system ``label``; the run
+    directory."""
     mspec = MODEL_SPECS[mlabel]
     return _bench.train_run(
         path,
         mspec.model,
-        {**mspec.hparams, "hidden": hidden},
+        hparams,
         args.work_dir / "runs",
         f"{label}-{mlabel}-s{seed}",
         loss="derivative",
@@ -235,13 +237,14 @@ def _train_and_evaluate(
     path: Path,
     dataset: Dataset,
     mlabel: str,
-    hidden: int,
+    hparams: dict[str, Any],
     n_params: int,
     seed: int,
 ) -> tuple[dict[str, Any], Any]:
     """Train one (system, model, seed) and evaluate it: ``(row, evaluation or None)``."""
     started = time.perf_counter()
-    run_dir = train_model(args, profile, label, path, mlabel, hidden, seed)
+    hidden = hparams["hidden"]
+    run_dir = train_model(args, profile, label, path, mlabel, hparams, seed)
     train_s = time.perf_counter() - started
     row = {
         "system": label,
@@ -249,6 +252,7 @@ def _train_and_evaluate(
         "seed": seed,
         "params": n_params,
         "hidden": hidden,
+        "features": hparams.get("features"),
         "run_dir": str(run_dir),
         "epoch_s": _bench.epoch_seconds(run_dir),
         "train_s": train_s,
@@ -286,18 +290,21 @@ def measure(args: argparse.Namespace, profile: Profile, results: dict[str, Any])
     (with fewer seeds) rather than a few systems with all seeds.
     """
     out = results.setdefault("main", {"runs": [], "floors": [], "budgets": []})
-    plan: list[tuple[str, Path, Dataset, list[tuple[str, int, int]]]] = []
+    plan: list[tuple[str, Path, Dataset, list[tuple[str, dict[str, Any], int]]]] = []
     for label in args.systems:
         spec = SYSTEM_SPECS[label]
         system = get_system(spec.system, **spec.params)
         path = dataset_path(args, profile, label)
+        dataset = load_dataset(path)
         models = []
         for mlabel in args.models:
             mspec = MODEL_SPECS[mlabel]
             if mspec.applies(system.separable):
-                hidden, n_params = _bench.matched_width(
-                    mspec.model, system.dof, profile.budget, mspec.hparams
+                # The input features `train` would choose for this data (pairwise for particles).
+                hp = hparams_for_data(
+                    mspec.model, mspec.hparams, dataset.system, dataset.system_params
                 )
+                hidden, n_params = _bench.matched_width(mspec.model, system.dof, profile.budget, hp)
                 out["budgets"].append(
                     {
                         "system": label,
@@ -307,14 +314,14 @@ def measure(args: argparse.Namespace, profile: Profile, results: dict[str, Any])
                         "budget": profile.budget,
                     }
                 )
-                models.append((mlabel, hidden, n_params))
-        plan.append((label, path, load_dataset(path), models))
+                models.append((mlabel, {**hp, "hidden": hidden}, n_params))
+        plan.append((label, path, dataset, models))
     floors_seen: set[tuple[str, str]] = set()
     for seed in profile.seeds:
         for label, path, dataset, models in plan:
-            for mlabel, hidden, n_params in models:
+            for mlabel, hparams, n_params in models:
                 row, ev = _train_and_evaluate(
-                    args, profile, label, path, dataset, mlabel, hidden, n_params, seed
+                    args, profile, label, path, dataset, mlabel, hparams, n_params, seed
                 )
                 out["runs"].append(row)
                 if (
@@ -355,6 +362,7 @@ def summarize(main: dict[str, Any], horizon: int) -> dict[str, Any]:
                 "system": system,
                 "model": model,
                 "params": all_runs[0]["params"],
+                "features": all_runs[0].get("features"),
                 "integrator": runs[0]["integrator"] if runs else "-",
                 "seeds": len(runs),
                 "failed": len(all_runs) - len(runs),
@@ -422,7 +430,9 @@ def format_main(summary: dict[str, Any], floors: list[dict[str, Any]]) -> str:
     rows = [
         [
             r["system"],
-            r["model"] + (f" ({r['failed']} failed)" if r["failed"] else ""),
+            r["model"]
+            + (f" [{r['features']}]" if r.get("features") not in (None, "affine") else "")
+            + (f" ({r['failed']} failed)" if r["failed"] else ""),
             str(r["params"]),
             r["integrator"],
             fmt_ms(r["derivative_error_db"]),
@@ -501,7 +511,60 @@ def format_main(summary: dict[str, Any], floors: list[dict[str, Any]]) -> str:
                 f"systems, by >= 6 dB in both on {by6}/{len(ts)}"
             )
         parts.append("\n".join(lines))
+        parts += [
+            f"### Best GradNet per system against {REFERENCE_MODEL} (issue 11 targets)",
+            _format_best(summary),
+        ]
     return "\n\n".join(parts)
+
+
+def _format_best(summary: dict[str, Any]) -> str:
+    """Per system, the GradNet variant with the lowest mean state error @100 against the HNN:
+    its gain (≥ 6 dB wanted on 4 of 6 systems, never behind by more than 1 dB) and whether its
+    max relative energy error is at most the HNN's."""
+    by_key = {(r["system"], r["model"]): r for r in summary["rows"]}
+    rows, ahead, behind, energy_ok, n = [], 0, 0, 0, 0
+    for system in dict.fromkeys(r["system"] for r in summary["rows"]):
+        ref = by_key.get((system, REFERENCE_MODEL))
+        cands = [
+            r
+            for (sys_, m), r in by_key.items()
+            if sys_ == system and MODEL_SPECS[m].gradnet and r["state_error_db"].get("100")
+        ]
+        if ref is None or not ref["state_error_db"].get("100") or not cands:
+            continue
+        best = min(cands, key=lambda r: r["state_error_db"]["100"][0])
+        gain = ref["state_error_db"]["100"][0] - best["state_error_db"]["100"][0]
+        e_best, e_ref = best["energy_rel_error_max"][0], ref["energy_rel_error_max"][0]
+        n += 1
+        ahead += gain >= 6
+        behind += gain < -1
+        energy_ok += e_best <= e_ref
+        rows.append(
+            [
+                system,
+                best["model"],
+                f"{gain:+.2f}",
+                f"{e_best:.2e}",
+                f"{e_ref:.2e}",
+                "yes" if e_best <= e_ref else "no",
+            ]
+        )
+    table = _bench.markdown(
+        [
+            "system",
+            "best GradNet (state @100)",
+            "gain (dB)",
+            "its max rel. energy err",
+            f"{REFERENCE_MODEL} max rel. energy err",
+            "energy ≤ HNN",
+        ],
+        rows,
+    )
+    return (
+        f"{table}\n\n- ahead by >= 6 dB on {ahead}/{n} systems, behind by > 1 dB on "
+        f"{behind}/{n}, max relative energy error <= the HNN's on {energy_ok}/{n}"
+    )
 
 
 def render(results: dict[str, Any]) -> str:

@@ -75,7 +75,8 @@ def measure(args: argparse.Namespace, profile: Profile, results: dict[str, Any])
         mspec = suite.MODEL_SPECS[mlabel]
         hidden, _ = _bench.matched_width(mspec.model, system.dof, train.budget, mspec.hparams)
         for seed in profile.seeds:
-            run_dir = suite.train_model(args, train, SYSTEM, path, mlabel, hidden, seed)
+            hparams = {**mspec.hparams, "hidden": hidden}
+            run_dir = suite.train_model(args, train, SYSTEM, path, mlabel, hparams, seed)
             model = _bench.load(run_dir, torch.float64)
             method = model.integrator()
             started = time.perf_counter()

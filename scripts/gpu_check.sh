@@ -9,7 +9,7 @@
 #   2. a 1-GPU DDP training smoke run: torchrun --nproc-per-node 1 -m hamgrad train with NCCL
 #      (process group, DistributedDataParallel on cuda:0), float64, compared with the same run
 #      in one plain process (relative weight difference, expected below 1e-8);
-#   3. the train-step benchmark on cuda (scripts/bench_train_step.py --device cuda --batch 4096);
+#   3. the train-step benchmark on cuda (scripts/bench_train_step.py --sections cost --device cuda);
 #   4. the rollout benchmark on cuda (scripts/bench_integrators.py --quick --device cuda).
 # Prints one table at the end (and the benchmarks' own tables above it). Exits 1 if any step
 # failed, and at once, loudly, when there is no CUDA device or torch is a CPU-only build.
@@ -85,8 +85,8 @@ print(f"DDP (NCCL, 1 GPU) vs a plain process: max relative weight difference {wo
 sys.exit(0 if worst < 1e-8 else f"gpu_check: the DDP run differs from the plain run ({worst:.2e})")
 EOF
 
-step "train-step benchmark (cuda, batch 4096)" 60 \
-    "$PY" scripts/bench_train_step.py --device cuda --batch 4096
+step "train-step benchmark (cuda, batch 256 and 4096)" 240 \
+    "$PY" scripts/bench_train_step.py --sections cost --device cuda --work-dir "$WORK/bench"
 step "rollout benchmark (cuda, --quick)" 150 \
     "$PY" scripts/bench_integrators.py --quick --device cuda
 

@@ -7,7 +7,8 @@ Tasks and setups follow the authors' protocol in S. Chaudhari, S. Pranav and J. 
   G = ¼ sin(2πx₁)cos(πx₂) + x₁x₂/2 − x₂²/2 on [0,1]². GradNets: depth 4, width 7 with
   fixed activations (tanh for -C, softmax for -M), which gives exactly the published 100 / 94
   parameters. Adam lr 5e-3, 200 epochs over 100k uniform points, batch 1000; error on a 100×100
-  grid.
+  grid. The learning rate follows ``--schedule`` (default ``cosine``: hamgrad's training
+  default, decaying to 1 % over the run; ``constant`` reproduces BENCHMARKS.md §1).
 - ``polymax32``/``polymax256``: F = max_m (x−½)ᵀA_m(x−½)/c on [0,1]^d (the paper's S, P, Q
   matrices; c makes mean ‖∇F‖ = 1). GradNets with the learnable activations, width the largest
   with ≤ 1024·d parameters; Adam, 10k iterations on fresh batches of 100; lr picked from
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import Tensor
+from torch.optim.lr_scheduler import LRScheduler
 
 from hamgrad.nets import NETS, count_parameters, get_net, hidden_for_budget
 from hamgrad.nets.fields import error_db, grad_convex2d, grad_nonconvex2d
@@ -176,14 +178,32 @@ def build(name: str, task: Task, gen: torch.Generator) -> torch.nn.Module:
     return get_net(name, dim=d, hidden=h, generator=gen, **kw)
 
 
+#: Learning-rate schedules over the run's epochs (2-D) or iterations (PolyMax): ``cosine`` is
+#: hamgrad's training default (`hamgrad.training.SCHEDULES`, decay to 1 % of the initial rate),
+#: ``constant`` the schedule of BENCHMARKS.md §1.
+SCHEDULES: dict[str, Callable[[torch.optim.Optimizer, int, float], LRScheduler | None]] = {
+    "constant": lambda opt, steps, lr: None,
+    "cosine": lambda opt, steps, lr: torch.optim.lr_scheduler.CosineAnnealingLR(
+        opt, T_max=steps, eta_min=lr * 1e-2
+    ),
+}
+
+
 def train_once(
-    name: str, task: Task, grad: Callable, seed: int, lr: float, steps_scale: float
+    name: str,
+    task: Task,
+    grad: Callable,
+    seed: int,
+    lr: float,
+    steps_scale: float,
+    schedule: str = "cosine",
 ) -> tuple[torch.nn.Module, float]:
     gen = torch.Generator().manual_seed(seed)
     net = build(name, task, gen)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     t0 = time.perf_counter()
     steps = max(1, round(task.steps * steps_scale))
+    scheduler = SCHEDULES[schedule](opt, steps, lr)
     if task.kind == "2d":
         x_all = torch.rand(task.n_train, task.dim, generator=gen)
         y_all = grad(x_all)
@@ -194,12 +214,16 @@ def train_once(
                 opt.zero_grad()
                 ((net(x_all[idx]) - y_all[idx]) ** 2).mean().backward()
                 opt.step()
+            if scheduler is not None:
+                scheduler.step()
     else:
         for _ in range(steps):  # iterations on fresh uniform batches
             x = torch.rand(task.batch, task.dim, generator=gen)
             opt.zero_grad()
             ((net(x) - grad(x)) ** 2).mean().backward()
             opt.step()
+            if scheduler is not None:
+                scheduler.step()
     return net, time.perf_counter() - t0
 
 
@@ -215,7 +239,9 @@ def test_set(task: Task, grad: Callable) -> tuple[Tensor, Tensor, Tensor, Tensor
     return x, grad(x), xv, grad(xv)
 
 
-def run_task(task: Task, nets: list[str], seeds: int, steps_scale: float, log) -> list[dict]:
+def run_task(
+    task: Task, nets: list[str], seeds: int, steps_scale: float, log, schedule: str = "cosine"
+) -> list[dict]:
     grad = task.make_target()
     x, y, xv, yv = test_set(task, grad)
     rows = []
@@ -226,7 +252,7 @@ def run_task(task: Task, nets: list[str], seeds: int, steps_scale: float, log) -
         for seed in range(seeds):
             best = None
             for lr in task.lrs:
-                net, sec = train_once(name, task, grad, seed, lr, steps_scale)
+                net, sec = train_once(name, task, grad, seed, lr, steps_scale, schedule)
                 val = error_db(net, xv, yv) if len(task.lrs) > 1 else 0.0
                 if best is None or val < best[0]:
                     best = (val, net, lr)
@@ -278,6 +304,12 @@ def main(argv: list[str] | None = None) -> int:
         help="comma list of learning rates overriding the protocol's (reduced runs)",
     )
     p.add_argument(
+        "--schedule",
+        choices=sorted(SCHEDULES),
+        default="cosine",
+        help="learning-rate schedule (default: cosine, hamgrad's training default)",
+    )
+    p.add_argument(
         "--steps-scale",
         type=float,
         default=1.0,
@@ -303,7 +335,12 @@ def main(argv: list[str] | None = None) -> int:
             task.lrs = tuple(float(v) for v in args.lrs.split(","))
         seeds = args.seeds or (1 if args.quick or task.kind == "polymax" else 5)
         rows += run_task(
-            task, nets, seeds, args.steps_scale, lambda s: print(s, file=sys.stderr, flush=True)
+            task,
+            nets,
+            seeds,
+            args.steps_scale,
+            lambda s: print(s, file=sys.stderr, flush=True),
+            args.schedule,
         )
     print(table(rows))
     return 0

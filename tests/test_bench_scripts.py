@@ -44,14 +44,19 @@ def test_the_pattern_catches_a_test_import(line):
     assert TEST_IMPORT.search(f"import torch\n{line}\n")
 
 
-def test_train_step_prints_every_model_within_the_budget(capsys):
-    from hamgrad.models import MODELS
-
+def test_train_step_tables_cover_every_variant(capsys, tmp_path):
     ts = load_script("bench_train_step")
-    ts.main(["--dof", "2", "--batch", "8", "--budget", "600", "--steps", "1", "--repeats", "1"])
-    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
-    assert [r[1] for r in rows] == list(MODELS)
-    assert all(r[0] == "2" and int(r[3]) <= 600 for r in rows)
+    dirs = ["--data-dir", str(tmp_path / "data"), "--work-dir", str(tmp_path / "runs")]
+    ts.main(["--smoke", *dirs])
+    out = capsys.readouterr().out
+    cost, tta = out.split("### Time to the HNN")
+    cost = cost.split("### Kernels alone")[0]
+    rows = [line.split("|")[1:-1] for line in cost.splitlines() if line.startswith("| 8 ")]
+    assert [r[2].strip() for r in rows] == list(ts.VARIANTS)
+    assert all(int(r[4]) <= 600 and int(r[7]) > 0 for r in rows)  # params, kernels
+    assert [r[6].strip() for r in rows if r[2].strip() == "hnn"] == ["1.00"]
+    reached = [line for line in tta.splitlines() if line.startswith("| hnn ")]
+    assert len(reached) == 1 and reached[0].split("|")[6].strip() == "1.00"
 
 
 def test_integrators_count_force_evaluations():

@@ -207,6 +207,13 @@ def _default_dataset(path: str, quiet: bool) -> None:
 )
 @_integrator_options
 @click.option(
+    "--compile/--no-compile",
+    "compile",
+    default=None,
+    help="Compile the loss and its backward with torch.compile (pays off on long runs of small "
+    "models; the compile time is logged as compile_s) [default: off].",
+)
+@click.option(
     "--resume",
     type=click.Path(file_okay=False),
     help="Continue the run in this directory from its last checkpoint.",

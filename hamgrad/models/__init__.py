@@ -22,9 +22,16 @@ from hamgrad.errors import CheckpointError, ConfigError, unknown_name
 from hamgrad.models.base import HamiltonianModel, LearnedModel, NetHamiltonian
 from hamgrad.models.baselines import HNN, NeuralODE
 from hamgrad.models.gradnet_hamiltonian import GradNetHamiltonian, SeparableGradNetHamiltonian
-from hamgrad.models.normalization import Normalizer, phase_statistics
+from hamgrad.models.normalization import (
+    FEATURES,
+    Normalizer,
+    PairwiseNormalizer,
+    features_for_system,
+    phase_statistics,
+)
 
 __all__ = [
+    "FEATURES",
     "HNN",
     "MODELS",
     "GradNetHamiltonian",
@@ -33,8 +40,11 @@ __all__ = [
     "NetHamiltonian",
     "NeuralODE",
     "Normalizer",
+    "PairwiseNormalizer",
     "SeparableGradNetHamiltonian",
+    "features_for_system",
     "get_model",
+    "hparams_for_data",
     "model_from_config",
     "phase_statistics",
     "register_model",
@@ -60,6 +70,24 @@ def get_model(
     if name not in MODELS:
         raise unknown_name("model", name, MODELS)
     return MODELS[name](dof, generator, **hparams)
+
+
+def hparams_for_data(
+    name: str, hparams: Mapping[str, Any], system: str | None, system_params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``hparams`` with the feature map chosen for data of ``system`` where the user chose none.
+
+    For a model with a ``features`` hyperparameter that is absent or ``"auto"``, fill in
+    `features_for_system` (``pairwise`` for particle systems, else ``affine``); anything else
+    is returned as given. `hamgrad.training.train` calls this with the dataset's ``system``
+    attributes, so ``model.config()`` records the resolved, concrete choice.
+    """
+    out = dict(hparams)
+    cls = MODELS.get(name)
+    if cls is not None and "features" in cls.defaults and out.get("features", "auto") == "auto":
+        out.pop("features", None)
+        out = {**features_for_system(system, system_params), **out}
+    return out
 
 
 def register_model(cls: type[LearnedModel]) -> type[LearnedModel]:

@@ -42,7 +42,7 @@ from hamgrad._resources import check_memory
 from hamgrad.checkpoint import load_checkpoint, save_checkpoint
 from hamgrad.data import DatasetReader, open_dataset
 from hamgrad.errors import CheckpointError, ConfigError, HamgradError
-from hamgrad.models import LearnedModel, get_model
+from hamgrad.models import LearnedModel, get_model, hparams_for_data
 from hamgrad.nets import count_parameters
 from hamgrad.run import (
     RUN_FORMAT,
@@ -64,6 +64,7 @@ from hamgrad.training.distributed import (
     will_create_group,
 )
 from hamgrad.training.losses import Loss, RolloutLoss, SampleSet, build_loss
+from hamgrad.training.step import Objective, TrainStep
 
 __all__ = ["TrainResult", "TrainingError", "train"]
 
@@ -286,11 +287,15 @@ def _build(config: TrainConfig, device: torch.device, stack: ExitStack) -> _Setu
     dtype = DTYPES[config.dtype]
     dataset = stack.enter_context(open_dataset(str(config.data)))  # validate(): a path
     train_split = dataset.split("train")
-    _check_model_size(config, dataset.dof, dtype)
+    # Choices left to the data (``features=auto``) are made here and recorded in config.json.
+    params = hparams_for_data(
+        config.model, config.model_params, dataset.system, dataset.system_params
+    )
+    _check_model_size(config.model, params, dataset.dof, dtype)
     generator = torch.Generator().manual_seed(config.seed)
     with default_dtype(dtype):  # initial weights drawn in the run's precision, whatever the
         # caller's default: a float64 run starts from the same weights in any session
-        model = get_model(config.model, dataset.dof, generator=generator, **config.model_params)
+        model = get_model(config.model, dataset.dof, generator=generator, **params)
     # Cast first: statistics fitted into float32 buffers and then cast to float64 would carry
     # float32 rounding into a float64 run.
     model.to(device=device, dtype=dtype)
@@ -324,23 +329,6 @@ def _fit_normalization(setup: _Setup, ranks: Ranks) -> None:
     statistics = ranks.together(fit, main_only=True)
     if not ranks.is_main:
         setup.model.normalizer.load_state_dict(statistics)
-
-
-class _Objective(torch.nn.Module):
-    """One step's loss as a module: DDP syncs the gradients of work done in ``forward``.
-
-    ``forward(batch, scale)`` returns ``(scale * sum of per-sample losses, that sum detached)``
-    for this rank's part of a global batch; with ``scale = world_size / n`` for a global batch
-    of ``n`` samples, DDP's average over ranks is the mean over the global batch.
-    """
-
-    def __init__(self, model: LearnedModel, loss: Loss) -> None:
-        super().__init__()
-        self.model, self.loss = model, loss
-
-    def forward(self, batch: dict[str, Tensor], scale: float) -> tuple[Tensor, Tensor]:
-        total = self.loss.errors(self.model, batch).sum()
-        return total * scale, total.detach()
 
 
 def _resolve_config(config: TrainConfig | None, resume: str | Path | None) -> TrainConfig:
@@ -447,7 +435,7 @@ def train(
             )
         if on_start is not None and ranks.is_main:
             on_start(paths.root)
-        objective: torch.nn.Module = _Objective(model, setup.loss)
+        objective: torch.nn.Module = Objective(model, setup.loss)
         if ranks.distributed:
             with ranks.collective():
                 objective = DistributedDataParallel(
@@ -455,11 +443,12 @@ def train(
                     device_ids=[device.index] if device.type == "cuda" else None,
                     forward_sync_buffers=False,  # identical on every rank; never changed
                 )
+        step = TrainStep(objective, optimizer, config.grad_clip, compile=config.compile)
         stop_reason = "completed"
         for epoch in range(state.epoch + 1, config.epochs + 1):
             started = time.perf_counter()
             train_loss = _train_epoch(
-                objective, setup.train_set, optimizer, config, generator, epoch, paths, ranks
+                model, step, setup.train_set, config, generator, epoch, paths, ranks
             )
             model.eval()
             val_set = setup.val_set
@@ -492,6 +481,8 @@ def train(
                 "best": improved,
                 "time_s": time.perf_counter() - started,
             }
+            if step.compile_seconds is not None and epoch == 1:
+                row["compile_s"] = step.compile_seconds
             state.history.append(row)
             if improved:
                 state.best_loss, state.best_epoch = monitored, epoch
@@ -576,23 +567,23 @@ def _start_state(
     return state, ckpt
 
 
-def _check_model_size(config: TrainConfig, dof: int, dtype: torch.dtype) -> None:
+def _check_model_size(name: str, params: dict[str, Any], dof: int, dtype: torch.dtype) -> None:
     """Refuse a model too large for memory from its shape alone (built on the meta device)."""
     with torch.device("meta"):
-        n = count_parameters(get_model(config.model, dof, **config.model_params))
+        n = count_parameters(get_model(name, dof, **params))
     # weights, gradients and Adam's two moments
     nbytes = 4 * n * torch.empty((), dtype=dtype).element_size()
     check_memory(
-        f"model {config.model!r} with {n:,} parameters",
+        f"model {name!r} with {n:,} parameters",
         nbytes,
         "use a smaller hidden width or depth",
     )
 
 
 def _train_epoch(
-    objective: torch.nn.Module,
+    model: LearnedModel,
+    step: TrainStep,
     samples: SampleSet,
-    optimizer: torch.optim.Optimizer,
     config: TrainConfig,
     generator: torch.Generator,
     epoch: int,
@@ -605,10 +596,10 @@ def _train_epoch(
     per rank, so a batch one rank could not read, or a non-finite loss, stops all of them at
     the same step, before any update.
     """
-    objective.train()
+    model.train()
     total, count = 0.0, 0
     batches = samples.batches(config.batch_size, generator, ranks.rank, ranks.world_size)
-    for step in itertools.count():
+    for number in itertools.count():
         error: Exception | None = None
         try:
             item = next(batches, None)
@@ -617,12 +608,11 @@ def _train_epoch(
         if item is None:
             break
         batch, n = item
-        optimizer.zero_grad(set_to_none=True)
         with ranks.collective():  # DDP's forward may broadcast (bucket rebuild, once)
-            loss, local = objective(batch, ranks.world_size / n)
+            loss, local = step.forward(batch, ranks.world_size / n)
         summed, failed = ranks.step_sum(local, error is not None)  # the step's one host sync
         value = float(summed)
-        _raise_if_failed(ranks, failed, error, f"epoch {epoch}, step {step}")
+        _raise_if_failed(ranks, failed, error, f"epoch {epoch}, step {number}")
         if not math.isfinite(value):
             kept = (
                 f"last good checkpoint kept at {paths.last}"
@@ -633,13 +623,10 @@ def _train_epoch(
                 ranks,
                 TrainingError(
                     f"training loss became non-finite ({value / n}) at epoch {epoch}, "
-                    f"step {step}; stopped, {kept}"
+                    f"step {number}; stopped, {kept}"
                 ),
             )
-        with ranks.collective():
-            loss.backward()
-        if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(objective.parameters(), config.grad_clip)
-        optimizer.step()
+        with ranks.collective():  # DDP's backward all-reduces the gradients
+            step.update(loss)
         total, count = total + value, count + n
     return total / count
