@@ -105,7 +105,7 @@ class _CascadeTanh(torch.autograd.Function):
         ctx: Any, g_f: Tensor | None, g_top: Tensor | None, g_Y: Tensor | None, g_S: Tensor | None
     ) -> tuple[Tensor | None, ...]:
         x, W, b, alpha, beta, c1, c2, y_top, Y, S = ctx.saved_tensors
-        N, depth, h = Y.shape
+        _, depth, h = Y.shape
         A4, B, beta2 = _coefficients(alpha, c1, c2, beta)
         # G: gradient with respect to the current y, from y_top down to y_1.
         G = torch.zeros_like(y_top) if g_f is None else F.linear(g_f, 0.5 * W)
