@@ -44,6 +44,7 @@ PUBLIC = {
         "Stepper",
         "RolloutFailure",
         "Trajectory",
+        "adjoint_methods",
         "applicable_methods",
         "check_applicable",
         "derivative_fn",

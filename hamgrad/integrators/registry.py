@@ -35,7 +35,9 @@ from hamgrad.integrators.tao import TaoIntegrator
 __all__ = [
     "ALIASES",
     "INTEGRATORS",
+    "adjoint_methods",
     "applicable_methods",
+    "check_adjoint",
     "check_applicable",
     "get_integrator",
     "method_names",
@@ -138,3 +140,29 @@ def check_applicable(integrator: Integrator, field: object) -> None:
 def applicable_methods(field: object) -> list[str]:
     """Sorted names of the registered integrators that can integrate ``field``."""
     return sorted(name for name, m in INTEGRATORS.items() if m.applies_to(field))
+
+
+def adjoint_methods(field: object | None = None) -> list[str]:
+    """Sorted names of the registered integrators with `Integrator.supports_adjoint`.
+
+    With ``field``, only those that can also integrate it.
+    """
+    return sorted(
+        name
+        for name, m in INTEGRATORS.items()
+        if m.supports_adjoint and (field is None or m.applies_to(field))
+    )
+
+
+def check_adjoint(integrator: Integrator, field: object | None = None) -> None:
+    """Raise `IntegratorError` if ``integrator`` has no adjoint rollout, naming those that do.
+
+    Tao's methods carry copies of phase space from step to step and torchdiffeq solves outside
+    hamgrad, so their rollouts cannot be replayed one ``(q, p)`` step at a time.
+    """
+    if not integrator.supports_adjoint:
+        raise IntegratorError(
+            f"integrator {integrator.name!r} has no adjoint rollout (adjoint=True); methods "
+            f"with one{'' if field is None else ' that apply'}: "
+            f"{', '.join(adjoint_methods(field)) or 'none'}; or use adjoint=False (backprop)"
+        )
