@@ -281,6 +281,7 @@ def train(
         dataset.dt,
         config.integrator,
         config.substeps,
+        adjoint=config.adjoint,
         **config.integrator_options,
     )
     train_set = loss_fn.samples(train_split, dtype, device)
