@@ -49,6 +49,7 @@ PUBLIC = {
         "check_applicable",
         "derivative_fn",
         "get_integrator",
+        "odeint",
         "rollout",
     ],
     "hamgrad.nets": [

@@ -2,11 +2,12 @@
 
 ``from hamgrad.integrators import rollout, INTEGRATORS, get_integrator, Trajectory, Integrator``.
 See `hamgrad.integrators.registry` for the registered names and what each guarantees,
-and `hamgrad.integrators.adjoint` for ``rollout(..., adjoint=True)`` (exact gradients in memory
-independent of the number of steps).
+`hamgrad.integrators.adjoint` for ``rollout(..., adjoint=True)`` (exact gradients in memory
+independent of the number of steps) and `odeint` for a torchdiffeq-style call.
 """
 
 from hamgrad.integrators.base import Integrator, Stepper, derivative_fn
+from hamgrad.integrators.odeint import odeint
 from hamgrad.integrators.registry import (
     ALIASES,
     INTEGRATORS,
@@ -32,5 +33,6 @@ __all__ = [
     "check_applicable",
     "derivative_fn",
     "get_integrator",
+    "odeint",
     "rollout",
 ]
