@@ -1,4 +1,5 @@
-"""Training a ``rollout:K`` loss with ``adjoint = true``: same weights, clear refusals."""
+"""Training a ``rollout:K`` loss with ``adjoint = true`` (same weights, clear refusals), and
+starting a run from another run's weights (``init``), the curriculum for long horizons."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from test_training_helpers import _one_thread, make_dataset, strip_to_trajectori
 
 from hamgrad.checkpoint import load_checkpoint
 from hamgrad.cli import main
-from hamgrad.errors import ConfigError, IntegratorError
+from hamgrad.errors import CheckpointError, ConfigError, IntegratorError
 from hamgrad.models import get_model
 from hamgrad.training import TrainConfig, build_loss, train
 
@@ -104,3 +105,32 @@ def test_auto_loss_resolving_to_derivative_refuses_the_adjoint(data, tmp_path):
     config = {**SETTINGS, "data": str(bare), "loss": "auto", "adjoint": True, "epochs": 1}
     result = train(TrainConfig.from_mapping({**config, "runs_dir": str(tmp_path), "name": "a"}))
     assert result.loss == "rollout:4"
+
+
+def test_init_starts_from_another_runs_weights(data, tmp_path):
+    """A long-horizon run started from a short-horizon one (lr so small nothing moves)."""
+    base = {**SETTINGS, "data": str(data), "runs_dir": str(tmp_path)}
+    short = train(TrainConfig.from_mapping({**base, "name": "short", "epochs": 2}))
+    long = train(
+        TrainConfig.from_mapping(
+            {
+                **base,
+                "name": "long",
+                "loss": "rollout:20",
+                "adjoint": True,
+                "epochs": 1,
+                "lr": 1e-12,
+                "init": str(short.run_dir),
+            }
+        )
+    )
+    a = load_checkpoint(short.run_dir / "best.pt")["model_state"]
+    b = load_checkpoint(long.run_dir / "last.pt")["model_state"]
+    for key, value in a.items():
+        assert torch.allclose(value, b[key], rtol=0, atol=1e-9), key
+    wider = {**base, "name": "wider", "init": str(short.run_dir)}
+    wider["model_params"] = {"hidden": 7, "depth": 2}
+    with pytest.raises(CheckpointError, match="expected the model of this run"):
+        train(TrainConfig.from_mapping(wider))
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        train(TrainConfig.from_mapping({**base, "name": "x", "init": str(tmp_path / "none")}))

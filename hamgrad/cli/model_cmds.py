@@ -87,6 +87,7 @@ _TRAIN_FLAGS: list[tuple[str, Any, str]] = [
     ("seed", click.IntRange(min=0), "Seed of initialisation and shuffling."),
     ("runs_dir", str, "Parent directory of runs [default: runs]."),
     ("name", str, "Run directory name [default: a timestamp]."),
+    ("init", str, "Start from the weights of this run (its best.pt) or checkpoint file."),
     ("threads", click.IntRange(min=0), "CPU threads for torch (0: torch's default) [default: 1]."),
 ]
 # Model hyperparameters with their own flags (the rest via --param KEY=VALUE).

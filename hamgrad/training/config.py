@@ -118,6 +118,12 @@ class TrainConfig:
         shuffling.
     runs_dir, name
         The run goes to ``runs_dir/name`` (``name`` defaults to a timestamp).
+    init : str or None
+        Run directory (its ``best.pt``) or checkpoint file whose weights and normalisation
+        start this run instead of the seeded initialisation; the model name, dof and
+        hyperparameters must match. A curriculum for long horizons: train ``rollout:10``,
+        then ``rollout:1000`` from there (a long-horizon loss from random weights sees phase
+        errors of many periods and gives little usable gradient).
     threads : int
         CPU threads for torch (0 keeps torch's default; see `hamgrad._device.set_threads` for
         why the default is 1).
@@ -144,6 +150,7 @@ class TrainConfig:
     seed: int = 0
     runs_dir: str = "runs"
     name: str | None = None
+    init: str | None = None
     threads: int = 1
 
     # ------------------------------------------------------------------ construction
@@ -253,6 +260,8 @@ class TrainConfig:
         check_int("threads", self.threads, minimum=0)
         if self.name is not None:
             check_run_name(self.name)
+        if self.init is not None and (not isinstance(self.init, str) or not self.init):
+            raise ConfigError(f"init must be a run directory or checkpoint path, got {self.init!r}")
 
     def _validate_adjoint(self) -> None:
         if not isinstance(self.adjoint, bool):

@@ -22,7 +22,7 @@ import torch
 from hamgrad._atomic import write_json, write_jsonl
 from hamgrad._device import DTYPES, resolve_device, set_threads
 from hamgrad._resources import check_memory
-from hamgrad.checkpoint import load_checkpoint, save_checkpoint
+from hamgrad.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from hamgrad.data import Dataset, load_dataset
 from hamgrad.errors import CheckpointError, ConfigError, HamgradError
 from hamgrad.models import LearnedModel, get_model
@@ -274,6 +274,8 @@ def train(
     # float32 rounding into a float64 run.
     model.to(device=device, dtype=dtype)
     model.fit_normalization(train_split, dataset.dt)
+    if config.init is not None and resume is None:
+        _load_init(model, config.init)
     loss_fn = build_loss(
         config.loss,
         model,
@@ -372,6 +374,26 @@ def train(
         stop_reason=stop_reason,
         loss=loss_fn.spec,
     )
+
+
+def _load_init(model: LearnedModel, init: str) -> None:
+    """Start from the weights (and normalisation) of run or checkpoint ``init``."""
+    path = find_checkpoint(init, "best")
+    ckpt = load_checkpoint(path)
+    try:
+        saved = json.loads(ckpt["model_config"])
+    except (TypeError, json.JSONDecodeError):
+        saved = None
+    if saved != model.config():
+        raise CheckpointError(
+            f"init checkpoint {path} holds model {saved}; expected the model of this run, "
+            f"{model.config()}"
+        )
+    try:
+        model.load_state_dict(ckpt["model_state"])  # copies into this run's dtype and device
+    except (RuntimeError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"init checkpoint {path}: weights do not fit ({first})") from None
 
 
 def _check_model_size(config: TrainConfig, dof: int, dtype: torch.dtype) -> None:
