@@ -14,6 +14,11 @@ Non-symplectic references, any field (also ``time_derivative``-only ones): ``rk4
 ``torchdiffeq:<solver>`` for the solvers in `TORCHDIFFEQ_SOLVERS` (``euler``, ``midpoint``,
 ``rk4``, ``dopri5``, ``dopri8`` are registered; the others are built on request); options
 ``rtol``, ``atol`` for adaptive solvers.
+
+``rollout(..., adjoint=True)`` (`hamgrad.integrators.adjoint`) works with every method that
+declares ``supports_adjoint`` (`adjoint_methods`): the splitting, Gauss–Legendre and ``rk4``
+methods; Tao's (copies of phase space carried between steps) and torchdiffeq's (solved outside
+hamgrad) are refused by `check_adjoint`.
 """
 
 from __future__ import annotations
