@@ -33,8 +33,13 @@ demo: $(STAMP)
 demo-gradnet: $(STAMP)
 	$(BIN)/python -m hamgrad.demo
 
+# The Hamiltonian benchmarks at their quick profile (BENCHMARKS.md section 5), under 5 minutes
+# on 2 shared cores: the HNN protocol for GradNet-C and the HNN only (all five models take
+# another ~3 minutes: drop --models for them).
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_hamiltonian.py --quick
+	$(BIN)/python scripts/bench_hnn_protocol.py --quick --models gradnet-c,hnn
+	$(BIN)/python scripts/bench_long_horizon.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache

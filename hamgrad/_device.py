@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from hamgrad.errors import ConfigError
 
-__all__ = ["DEVICES", "DTYPES", "dtype_name", "resolve_device", "set_threads"]
+__all__ = ["DEVICES", "DTYPES", "default_dtype", "dtype_name", "resolve_device", "set_threads"]
 
 #: Device names accepted by `resolve_device`.
 DEVICES = ("auto", "cpu", "cuda")
@@ -42,6 +45,17 @@ def dtype_name(dtype: torch.dtype) -> str:
         if value == dtype:
             return name
     raise ConfigError(f"dtype {dtype} is not supported; expected one of {', '.join(DTYPES)}")
+
+
+@contextmanager
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Make ``dtype`` torch's default floating type inside the block, then restore it."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
 
 
 def set_threads(n: int) -> None:

@@ -38,7 +38,7 @@ import numpy as np
 
 from hamgrad._atomic import atomic_write, check_writable, write_json
 from hamgrad.checkpoint import load_model
-from hamgrad.data import Dataset, Split, write_dataset
+from hamgrad.data import Dataset, DatasetReader, Split, write_dataset
 from hamgrad.errors import CheckpointError, ConfigError, DatasetError, check_int
 from hamgrad.evaluation import Evaluation, check_dof, evaluate, rollout_numpy
 from hamgrad.integrators import Integrator
@@ -237,7 +237,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def dataset_record(dataset: Dataset) -> dict[str, Any]:
+def dataset_record(dataset: Dataset | DatasetReader) -> dict[str, Any]:
     """What a run records of its dataset: absolute path, content hash and a summary.
 
     The absolute path lets ``evaluate`` and ``--resume`` find the data from any working
@@ -254,8 +254,13 @@ def dataset_record(dataset: Dataset) -> dict[str, Any]:
     }
 
 
-def run_dataset_path(run_dir: str | os.PathLike, data: str | os.PathLike | None = None) -> Path:
+def run_dataset_path(
+    run_dir: str | os.PathLike, data: str | os.PathLike | None = None, *, verify: bool = True
+) -> Path:
     """``data`` if given, else the dataset the run was trained on (checked unchanged).
+
+    ``verify=False`` skips the content hash (reading the whole file); the distributed trainer
+    lets one rank verify for all.
 
     Raises
     ------
@@ -279,7 +284,7 @@ def run_dataset_path(run_dir: str | os.PathLike, data: str | os.PathLike | None 
             "trained on, or --data"
         )
     expected = record.get("sha256")
-    if expected is not None and _sha256(path) != expected:
+    if verify and expected is not None and _sha256(path) != expected:
         raise DatasetError(
             f"{path}: changed since the run was trained (SHA-256 differs from "
             "the one in config.json); expected the same file, or --data to "

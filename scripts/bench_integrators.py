@@ -10,7 +10,8 @@ Prints three tables:
 3. Work–precision: error at t = 100 (max over 4 states of |Δq| + |Δp| against the exact
    Jacobi-elliptic solution) versus the number of force evaluations per trajectory.
 
-Usage: ``python scripts/bench_integrators.py [--quick] [--steps N] [--large-steps N]``.
+Usage: ``python scripts/bench_integrators.py [--quick] [--steps N] [--large-steps N]
+[--device cpu|cuda]`` (on cuda every timed call ends with ``torch.cuda.synchronize``).
 """
 
 from __future__ import annotations
@@ -19,17 +20,36 @@ import argparse
 import math
 import sys
 import time
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torchdiffeq
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from _fields import Pendulum
+from torch import Tensor
 
 from hamgrad.integrators import INTEGRATORS, get_integrator, rollout
 from simulators import Pendulum as ExactPendulum
+
+
+class Pendulum:
+    """``H = p²/2 + k(1 − cos q)``, the field timed here (``k = 1``: `ExactPendulum` with
+    ``m = g = l = 1``).
+
+    Lighter than `simulators.Pendulum` (whose ``dH_dp`` divides by ``m l²``), so the tables
+    measure the integrators' own cost per force evaluation; the same arithmetic as the field of
+    the tables in BENCHMARKS.md, section 2.
+    """
+
+    separable = True
+
+    def __init__(self, k: float = 1.0) -> None:
+        self.k = k
+
+    def dH_dq(self, q: Tensor, p: Tensor) -> Tensor:
+        return self.k * torch.sin(q)
+
+    def dH_dp(self, q: Tensor, p: Tensor) -> Tensor:
+        return p
 
 
 class Counting(Pendulum):
@@ -56,6 +76,8 @@ def _time(fn, repeats: int) -> float:
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
+        if torch.cuda.is_initialized():
+            torch.cuda.synchronize()  # the GPU's work, not only its launch
         best = min(best, time.perf_counter() - start)
     return best
 
@@ -65,21 +87,23 @@ def _torchdiffeq_rk4(y0: torch.Tensor, dt: float, n: int) -> None:
         q, p = y.chunk(2, dim=-1)
         return torch.cat([p, -torch.sin(q)], dim=-1)
 
-    t = torch.tensor([0.0, n * dt], dtype=y0.dtype)
-    grid = torch.arange(n + 1, dtype=y0.dtype) * dt
+    t = torch.tensor([0.0, n * dt], dtype=y0.dtype, device=y0.device)
+    grid = torch.arange(n + 1, dtype=y0.dtype, device=y0.device) * dt
     with torch.no_grad():
         torchdiffeq.odeint(func, y0, t, method="rk4", options={"grid_constructor": lambda *_: grid})
 
 
-def throughput(batches: list[int], steps: dict[int, int], dt: float) -> list[tuple]:
+def throughput(
+    batches: list[int], steps: dict[int, int], dt: float, device: str = "cpu"
+) -> list[tuple]:
     field = Pendulum()
     gen = torch.Generator().manual_seed(0)
     rows = []
     names = [n for n, m in INTEGRATORS.items() if m.order is not None]
     for batch in batches:
         n = steps[batch]
-        q0 = torch.rand(batch, 1, generator=gen) * 2 - 1
-        p0 = torch.rand(batch, 1, generator=gen) * 2 - 1
+        q0 = (torch.rand(batch, 1, generator=gen) * 2 - 1).to(device)
+        p0 = (torch.rand(batch, 1, generator=gen) * 2 - 1).to(device)
         repeats = 3 if batch < 65536 else 1
         n_ref = max(1, n // 4)  # torchdiffeq rk4: 4 force evaluations per step
         _torchdiffeq_rk4(torch.cat([q0, p0], -1), dt, 10)  # warm-up
@@ -102,14 +126,17 @@ def throughput(batches: list[int], steps: dict[int, int], dt: float) -> list[tup
     return rows
 
 
-def work_precision(dts: list[float], t_end: float = 100.0) -> list[tuple]:
+def work_precision(dts: list[float], t_end: float = 100.0, device: str = "cpu") -> list[tuple]:
     q0 = torch.tensor([[0.5], [1.0], [2.0], [2.8]])
     p0 = torch.tensor([[0.0], [0.5], [0.0], [0.1]])
     # Exact reference (Jacobi elliptic functions, simulators.Pendulum with m = g = l = 1 is this
     # H = p²/2 + (1 − cos q)): a numerical reference would floor the table at its own error.
-    q_ref, p_ref = (torch.from_numpy(x[:, -1]) for x in
-                    ExactPendulum(m=1.0, g=1.0, l=1.0).exact_solution(
-                        q0.numpy(), p0.numpy(), np.array([0.0, t_end])))
+    q_ref, p_ref = (
+        torch.from_numpy(x[:, -1])
+        for x in ExactPendulum(m=1.0, g=1.0, l=1.0).exact_solution(
+            q0.numpy(), p0.numpy(), np.array([0.0, t_end])
+        )
+    )
     rows = []
     for name, method in INTEGRATORS.items():
         if method.order is None:
@@ -122,8 +149,14 @@ def work_precision(dts: list[float], t_end: float = 100.0) -> list[tuple]:
             n = round(t_end / dt)
             try:
                 with torch.no_grad():
-                    traj = rollout(counting, q0, p0, dt, n, method=integ, save_every=n)
-                err = float(((traj.q[:, -1] - q_ref).abs() + (traj.p[:, -1] - p_ref).abs()).max())
+                    traj = rollout(
+                        counting, q0.to(device), p0.to(device), dt, n, method=integ, save_every=n
+                    )
+                err = float(
+                    (
+                        (traj.q[:, -1].cpu() - q_ref).abs() + (traj.p[:, -1].cpu() - p_ref).abs()
+                    ).max()
+                )
             except Exception as exc:  # a diverging setting is reported, not fatal
                 err = float("nan")
                 print(f"  {name} dt={dt}: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -133,15 +166,17 @@ def work_precision(dts: list[float], t_end: float = 100.0) -> list[tuple]:
     return rows
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1000 steps, small batches only")
     parser.add_argument("--steps", type=int, default=10_000, help="steps at batch 1 and 1024")
     parser.add_argument("--large-steps", type=int, default=1_000, help="steps at batch 65536")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: keep)")
-    parser.add_argument("--work-precision-only", action="store_true",
-                        help="print only the work-precision table")
-    args = parser.parse_args()
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument(
+        "--work-precision-only", action="store_true", help="print only the work-precision table"
+    )
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_default_dtype(torch.float64)
@@ -154,18 +189,20 @@ def main() -> None:
         dts = [0.2, 0.1, 0.05, 0.025]
     print(
         f"torch {torch.__version__}, torchdiffeq {torchdiffeq.__version__}, "
-        f"{torch.get_num_threads()} threads, float64, CPU; steps per batch: {steps}\n"
+        f"{torch.get_num_threads()} threads, float64, {args.device}; steps per batch: {steps}\n"
     )
     if not args.work_precision_only:
-        rows = throughput(batches, steps, dt=0.01)
+        rows = throughput(batches, steps, dt=0.01, device=args.device)
         print(
             "| batch | method | steps/s | force evals/step | µs per force eval "
             "| ratio vs torchdiffeq |"
         )
         print("|---:|---|---:|---:|---:|---:|")
         for batch, name, sps, evals, per_eval, ratio in rows:
-            print(f"| {batch} | {name} | {sps:,.0f} | {evals:g} | {per_eval * 1e6:.2f} "
-                  f"| {ratio:.2f} |")
+            print(
+                f"| {batch} | {name} | {sps:,.0f} | {evals:g} | {per_eval * 1e6:.2f} "
+                f"| {ratio:.2f} |"
+            )
         print("\nPer-step overhead at batch 1:\n")
         print("| method | µs per step | µs per force eval |")
         print("|---|---:|---:|")
@@ -175,7 +212,7 @@ def main() -> None:
     print("\nWork-precision on the pendulum, t = 100 (4 states, error vs the exact solution):\n")
     print("| method | setting | force evals per trajectory | max error |")
     print("|---|---|---:|---:|")
-    for name, setting, evals, err in work_precision(dts):
+    for name, setting, evals, err in work_precision(dts, device=args.device):
         print(f"| {name} | {setting} | {evals:,.0f} | {err:.2e} |")
 
 

@@ -1,14 +1,16 @@
 """Benchmark: learn known gradient fields, error in dB (Chaudhari, Pranav & Moura, TSP 2025).
 
-Tasks and setups follow /work/shared/PAPER.md (the authors' protocol):
+Tasks and setups follow the authors' protocol in S. Chaudhari, S. Pranav and J. M. F. Moura,
+"Gradient Networks", IEEE Transactions on Signal Processing 73 (2025), arXiv:2404.07361:
 
 - ``convex2d``  F = x₁⁴ + x₁²/2 + x₁x₂/2 + 3x₂²/2 − x₂³/3 on [0,1]²; ``nonconvex2d``
-  G = ¼ sin(2πx₁)cos(πx₂) + x₁x₂/2 − x₂²/2 on [0,1]². GradNets: 4 layers/modules, width 7 with
+  G = ¼ sin(2πx₁)cos(πx₂) + x₁x₂/2 − x₂²/2 on [0,1]². GradNets: depth 4, width 7 with
   fixed activations (tanh for -C, softmax for -M), which gives exactly the published 100 / 94
   parameters. Adam lr 5e-3, 200 epochs over 100k uniform points, batch 1000; error on a 100×100
-  grid.
-- ``polymax32``/``polymax256``: F = max_m (x−½)ᵀA_m(x−½)/c on [0,1]^d (S, P, Q matrices of
-  PAPER.md; c makes mean ‖∇F‖ = 1). GradNets with the learnable activations, width the largest
+  grid. The learning rate follows ``--schedule`` (default ``cosine``: hamgrad's training
+  default, decaying to 1 % over the run; ``constant`` reproduces BENCHMARKS.md §1).
+- ``polymax32``/``polymax256``: F = max_m (x−½)ᵀA_m(x−½)/c on [0,1]^d (the paper's S, P, Q
+  matrices; c makes mean ‖∇F‖ = 1). GradNets with the learnable activations, width the largest
   with ≤ 1024·d parameters; Adam, 10k iterations on fresh batches of 100; lr picked from
   {1e-2, 1e-3, 1e-4} on a separate validation set of 2k points (the authors do not say how they
   picked it; we never select on the test set); error on 10k uniform test points.
@@ -36,16 +38,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import Tensor
+from torch.optim.lr_scheduler import LRScheduler
 
 from hamgrad.nets import NETS, count_parameters, get_net, hidden_for_budget
 from hamgrad.nets.fields import error_db, grad_convex2d, grad_nonconvex2d
 
 MONOTONE_OR_CONVEX = {n for n, c in NETS.items() if c.monotone}
 BASELINE_ACT = {"mlp": "tanh", "scalar-grad": "tanh", "icnn-grad": "softplus"}
-GRADNET_DEPTH = {"gradnet-c": "layers", "mgradnet-c": "layers",
-                 "gradnet-m": "modules", "mgradnet-m": "modules"}
+GRADNETS = ("gradnet-c", "mgradnet-c", "gradnet-m", "mgradnet-m")
 
-# PAPER.md, published figures (dB): (task, net) -> text
+# Published figures of Chaudhari, Pranav & Moura (2025), in dB: (task, net) -> text
 PUBLISHED = {
     ("convex2d", "mgradnet-c"): "−49.05 ± 0.96 (100)",
     ("convex2d", "mgradnet-m"): "−48.65 ± 4.87 (94)",
@@ -60,7 +62,7 @@ PUBLISHED = {
 
 
 class PolyMax:
-    """∇F for F(x) = max_m (x−½)ᵀA_m(x−½)/c with A_m ∈ {S, P, Q} of PAPER.md.
+    """∇F for F(x) = max_m (x−½)ᵀA_m(x−½)/c with A_m ∈ {S, P, Q} of Chaudhari et al. (2025).
 
     The gradient of the active quadratic is 2·A_m*(x−½)/c (A_m symmetric); ties have measure zero.
     """
@@ -70,8 +72,11 @@ class PolyMax:
         j = i.T
         alpha = (i + j - 2) / (2 * dim - 2)
         denom = np.log(dim) * (1 + np.abs(i - j))
-        mats = [(2 + np.sin(4 * np.pi * alpha)) / denom, (1 + 2 * alpha) / denom,
-                (3 - 2 * alpha) / denom]
+        mats = [
+            (2 + np.sin(4 * np.pi * alpha)) / denom,
+            (1 + 2 * alpha) / denom,
+            (3 - 2 * alpha) / denom,
+        ]
         for m in mats:
             if np.linalg.eigvalsh(m).min() <= 0:
                 raise RuntimeError(f"PolyMax(d={dim}): a matrix is not positive definite")
@@ -109,62 +114,116 @@ class Task:
 def tasks(quick: bool) -> dict[str, Task]:
     if quick:  # seconds: a smoke test of the whole pipeline, not a result
         return {
-            "convex2d": Task("convex2d", 2, True, lambda: grad_convex2d, "2d", (5e-3,), 2, 100,
-                             n_train=1000),
-            "nonconvex2d": Task("nonconvex2d", 2, False, lambda: grad_nonconvex2d, "2d", (5e-3,),
-                                2, 100, n_train=1000),
-            "polymax8": Task("polymax8", 8, True, lambda: PolyMax(8), "polymax", (1e-2, 1e-3),
-                             30, 50),
+            "convex2d": Task(
+                "convex2d", 2, True, lambda: grad_convex2d, "2d", (5e-3,), 2, 100, n_train=1000
+            ),
+            "nonconvex2d": Task(
+                "nonconvex2d",
+                2,
+                False,
+                lambda: grad_nonconvex2d,
+                "2d",
+                (5e-3,),
+                2,
+                100,
+                n_train=1000,
+            ),
+            "polymax8": Task(
+                "polymax8", 8, True, lambda: PolyMax(8), "polymax", (1e-2, 1e-3), 30, 50
+            ),
         }
     return {
-        "convex2d": Task("convex2d", 2, True, lambda: grad_convex2d, "2d", (5e-3,), 200, 1000,
-                         n_train=100_000),
-        "nonconvex2d": Task("nonconvex2d", 2, False, lambda: grad_nonconvex2d, "2d", (5e-3,), 200,
-                            1000, n_train=100_000),
-        **{f"polymax{d}": Task(f"polymax{d}", d, True, lambda d=d: PolyMax(d), "polymax",
-                               (1e-2, 1e-3, 1e-4), 10_000, 100) for d in (32, 256, 1024)},
+        "convex2d": Task(
+            "convex2d", 2, True, lambda: grad_convex2d, "2d", (5e-3,), 200, 1000, n_train=100_000
+        ),
+        "nonconvex2d": Task(
+            "nonconvex2d",
+            2,
+            False,
+            lambda: grad_nonconvex2d,
+            "2d",
+            (5e-3,),
+            200,
+            1000,
+            n_train=100_000,
+        ),
+        **{
+            f"polymax{d}": Task(
+                f"polymax{d}",
+                d,
+                True,
+                lambda d=d: PolyMax(d),
+                "polymax",
+                (1e-2, 1e-3, 1e-4),
+                10_000,
+                100,
+            )
+            for d in (32, 256, 1024)
+        },
     }
 
 
 def build(name: str, task: Task, gen: torch.Generator) -> torch.nn.Module:
     """Net ``name`` sized for ``task`` per the protocol in the module docstring."""
     d = task.dim
-    if name in GRADNET_DEPTH:
-        depth = {GRADNET_DEPTH[name]: 4}
+    if name in GRADNETS:
         if task.kind == "2d":
             act = "tanh" if name.endswith("-c") else "softmax"
-            return get_net(name, dim=d, hidden=7, activation=act, generator=gen, **depth)
-        h = hidden_for_budget(name, d, 1024 * d, **depth)
-        return get_net(name, dim=d, hidden=h, generator=gen, **depth)
+            return get_net(name, dim=d, hidden=7, depth=4, activation=act, generator=gen)
+        kw: dict[str, object] = {"depth": 4}
+    else:
+        kw = {"depth": 2, "activation": BASELINE_ACT[name]}
     budget = 100 if task.kind == "2d" else 1024 * d
-    kw = {"layers": 2, "activation": BASELINE_ACT[name]}
-    return get_net(name, dim=d, hidden=hidden_for_budget(name, d, budget, **kw), generator=gen,
-                   **kw)
+    h = hidden_for_budget(lambda width: get_net(name, dim=d, hidden=width, **kw), budget)
+    return get_net(name, dim=d, hidden=h, generator=gen, **kw)
 
 
-def train_once(name: str, task: Task, grad: Callable, seed: int, lr: float,
-               steps_scale: float) -> tuple[torch.nn.Module, float]:
+#: Learning-rate schedules over the run's epochs (2-D) or iterations (PolyMax): ``cosine`` is
+#: hamgrad's training default (`hamgrad.training.SCHEDULES`, decay to 1 % of the initial rate),
+#: ``constant`` the schedule of BENCHMARKS.md §1.
+SCHEDULES: dict[str, Callable[[torch.optim.Optimizer, int, float], LRScheduler | None]] = {
+    "constant": lambda opt, steps, lr: None,
+    "cosine": lambda opt, steps, lr: torch.optim.lr_scheduler.CosineAnnealingLR(
+        opt, T_max=steps, eta_min=lr * 1e-2
+    ),
+}
+
+
+def train_once(
+    name: str,
+    task: Task,
+    grad: Callable,
+    seed: int,
+    lr: float,
+    steps_scale: float,
+    schedule: str = "cosine",
+) -> tuple[torch.nn.Module, float]:
     gen = torch.Generator().manual_seed(seed)
     net = build(name, task, gen)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     t0 = time.perf_counter()
     steps = max(1, round(task.steps * steps_scale))
+    scheduler = SCHEDULES[schedule](opt, steps, lr)
     if task.kind == "2d":
         x_all = torch.rand(task.n_train, task.dim, generator=gen)
         y_all = grad(x_all)
         for _ in range(steps):  # epochs
             perm = torch.randperm(task.n_train, generator=gen)
             for i in range(0, task.n_train, task.batch):
-                idx = perm[i:i + task.batch]
+                idx = perm[i : i + task.batch]
                 opt.zero_grad()
                 ((net(x_all[idx]) - y_all[idx]) ** 2).mean().backward()
                 opt.step()
+            if scheduler is not None:
+                scheduler.step()
     else:
         for _ in range(steps):  # iterations on fresh uniform batches
             x = torch.rand(task.batch, task.dim, generator=gen)
             opt.zero_grad()
             ((net(x) - grad(x)) ** 2).mean().backward()
             opt.step()
+            if scheduler is not None:
+                scheduler.step()
     return net, time.perf_counter() - t0
 
 
@@ -180,7 +239,9 @@ def test_set(task: Task, grad: Callable) -> tuple[Tensor, Tensor, Tensor, Tensor
     return x, grad(x), xv, grad(xv)
 
 
-def run_task(task: Task, nets: list[str], seeds: int, steps_scale: float, log) -> list[dict]:
+def run_task(
+    task: Task, nets: list[str], seeds: int, steps_scale: float, log, schedule: str = "cosine"
+) -> list[dict]:
     grad = task.make_target()
     x, y, xv, yv = test_set(task, grad)
     rows = []
@@ -191,7 +252,7 @@ def run_task(task: Task, nets: list[str], seeds: int, steps_scale: float, log) -
         for seed in range(seeds):
             best = None
             for lr in task.lrs:
-                net, sec = train_once(name, task, grad, seed, lr, steps_scale)
+                net, sec = train_once(name, task, grad, seed, lr, steps_scale, schedule)
                 val = error_db(net, xv, yv) if len(task.lrs) > 1 else 0.0
                 if best is None or val < best[0]:
                     best = (val, net, lr)
@@ -200,9 +261,18 @@ def run_task(task: Task, nets: list[str], seeds: int, steps_scale: float, log) -
             dbs.append(error_db(net, x, y))
             lrs.append(lr)
             log(f"  {task.name} {name} seed={seed} lr={lr:g} test={dbs[-1]:.2f} dB")
-        rows.append({"task": task.name, "net": name, "params": count_parameters(net),
-                     "mean": float(np.mean(dbs)), "std": float(np.std(dbs)), "n": len(dbs),
-                     "lrs": sorted(set(lrs)), "sec": float(np.sum(secs))})
+        rows.append(
+            {
+                "task": task.name,
+                "net": name,
+                "params": count_parameters(net),
+                "mean": float(np.mean(dbs)),
+                "std": float(np.std(dbs)),
+                "n": len(dbs),
+                "lrs": sorted(set(lrs)),
+                "sec": float(np.sum(secs)),
+            }
+        )
     return rows
 
 
@@ -214,8 +284,10 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         pub = PUBLISHED.get((r["task"], r["net"]), "")
         lr = ",".join(f"{v:g}" for v in r["lrs"])
-        out.append(f"| {r['task']} | {r['net']} | {r['params']:,} | {r['mean']:.2f} ± "
-                   f"{r['std']:.2f} | {r['n']} | {lr} | {r['sec']:.0f} | {pub} |")
+        out.append(
+            f"| {r['task']} | {r['net']} | {r['params']:,} | {r['mean']:.2f} ± "
+            f"{r['std']:.2f} | {r['n']} | {lr} | {r['sec']:.0f} | {pub} |"
+        )
     return "\n".join(out)
 
 
@@ -226,10 +298,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nets", default=",".join(NETS), help="comma list of NETS names")
     p.add_argument("--seeds", type=int, default=None, help="seeds (default 5 for 2-D, 1 PolyMax)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    p.add_argument("--lrs", default=None,
-                   help="comma list of learning rates overriding the protocol's (reduced runs)")
-    p.add_argument("--steps-scale", type=float, default=1.0,
-                   help="multiply epochs/iterations (a reduced protocol; say so when reporting)")
+    p.add_argument(
+        "--lrs",
+        default=None,
+        help="comma list of learning rates overriding the protocol's (reduced runs)",
+    )
+    p.add_argument(
+        "--schedule",
+        choices=sorted(SCHEDULES),
+        default="cosine",
+        help="learning-rate schedule (default: cosine, hamgrad's training default)",
+    )
+    p.add_argument(
+        "--steps-scale",
+        type=float,
+        default=1.0,
+        help="multiply epochs/iterations (a reduced protocol; say so when reporting)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_default_dtype(torch.float32)
@@ -249,8 +334,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.lrs:
             task.lrs = tuple(float(v) for v in args.lrs.split(","))
         seeds = args.seeds or (1 if args.quick or task.kind == "polymax" else 5)
-        rows += run_task(task, nets, seeds, args.steps_scale,
-                         lambda s: print(s, file=sys.stderr, flush=True))
+        rows += run_task(
+            task,
+            nets,
+            seeds,
+            args.steps_scale,
+            lambda s: print(s, file=sys.stderr, flush=True),
+            args.schedule,
+        )
     print(table(rows))
     return 0
 

@@ -10,7 +10,8 @@ used by https://scienceworld.wolfram.com/physics/DoublePendulum.html)::
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import final
 
 import numpy as np
 import torch
@@ -22,6 +23,8 @@ from simulators.base import System
 __all__ = ["DoublePendulum"]
 
 
+@final
+@dataclass(frozen=True)
 class DoublePendulum(System):
     """Double pendulum with point masses ``m1, m2`` (kg) on rods ``l1, l2`` (m); dof = 2.
 
@@ -35,38 +38,48 @@ class DoublePendulum(System):
         Initial momenta ``~ U(-momentum_max, momentum_max)`` (>= 0).
     """
 
+    m1: float = 1.0
+    m2: float = 1.0
+    l1: float = 1.0
+    l2: float = 1.0
+    g: float = 9.81
+    angle_max: float = 1.0
+    momentum_max: float = 0.5
+
     name = "double-pendulum"
     separable = False
+    dof = 2
 
-    def __init__(self, m1: float = 1.0, m2: float = 1.0, l1: float = 1.0, l2: float = 1.0,
-                 g: float = 9.81, angle_max: float = 1.0, momentum_max: float = 0.5) -> None:
-        self.m1 = check_finite("m1", m1, positive=True)
-        self.m2 = check_finite("m2", m2, positive=True)
-        self.l1 = check_finite("l1", l1, positive=True)
-        self.l2 = check_finite("l2", l2, positive=True)
-        self.g = check_finite("g", g, positive=True)
-        self.angle_max = check_finite("angle_max", angle_max, positive=True)
-        self.momentum_max = abs(check_finite("momentum_max", momentum_max))
-        self.dof = 2
-        self._params: dict[str, Any] = {
-            "m1": self.m1, "m2": self.m2, "l1": self.l1, "l2": self.l2, "g": self.g,
-            "angle_max": self.angle_max, "momentum_max": self.momentum_max}
+    def __post_init__(self) -> None:
+        self._set(
+            **{
+                key: check_finite(key, getattr(self, key), positive=True)
+                for key in ("m1", "m2", "l1", "l2", "g", "angle_max")
+            }
+        )
+        self._set(momentum_max=abs(check_finite("momentum_max", self.momentum_max)))
 
     def _terms(self, q: Tensor, p: Tensor):
         d = q[..., 0] - q[..., 1]
         c, s = torch.cos(d), torch.sin(d)
         den = self.m1 + self.m2 * s**2
         p1, p2 = p[..., 0], p[..., 1]
-        num = (self.m2 * self.l2**2 * p1**2 + (self.m1 + self.m2) * self.l1**2 * p2**2
-               - 2 * self.m2 * self.l1 * self.l2 * p1 * p2 * c)
+        num = (
+            self.m2 * self.l2**2 * p1**2
+            + (self.m1 + self.m2) * self.l1**2 * p2**2
+            - 2 * self.m2 * self.l1 * self.l2 * p1 * p2 * c
+        )
         return c, s, den, p1, p2, num
 
     def hamiltonian(self, q: Tensor, p: Tensor) -> Tensor:
         """Energy (J), shapes ``[..., 2]`` -> ``[...]``."""
         _, _, den, _, _, num = self._terms(q, p)
         kinetic = num / (2 * self.m2 * self.l1**2 * self.l2**2 * den)
-        return (kinetic - (self.m1 + self.m2) * self.g * self.l1 * torch.cos(q[..., 0])
-                - self.m2 * self.g * self.l2 * torch.cos(q[..., 1]))
+        return (
+            kinetic
+            - (self.m1 + self.m2) * self.g * self.l1 * torch.cos(q[..., 0])
+            - self.m2 * self.g * self.l2 * torch.cos(q[..., 1])
+        )
 
     def dH_dq(self, q: Tensor, p: Tensor) -> Tensor:
         """Analytic ∂H/∂q, shape ``[..., 2]`` (depends on ``p``: the system is non-separable)."""
@@ -83,8 +96,9 @@ class DoublePendulum(System):
         """Analytic ∂H/∂p (angular velocities, rad/s), shape ``[..., 2]``."""
         c, _, den, p1, p2, _ = self._terms(q, p)
         v1 = (self.l2 * p1 - self.l1 * p2 * c) / (self.l1**2 * self.l2 * den)
-        v2 = (((self.m1 + self.m2) * self.l1 * p2 - self.m2 * self.l2 * p1 * c)
-              / (self.m2 * self.l1 * self.l2**2 * den))
+        v2 = ((self.m1 + self.m2) * self.l1 * p2 - self.m2 * self.l2 * p1 * c) / (
+            self.m2 * self.l1 * self.l2**2 * den
+        )
         return torch.stack((v1, v2), dim=-1)
 
     def sample_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,8 @@ where ``u0`` is the incomplete elliptic integral ``F(φ0 | m)`` of the initial a
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import final
 
 import numpy as np
 import torch
@@ -29,6 +30,8 @@ from simulators.base import System, check_range, sample_shell
 __all__ = ["Pendulum"]
 
 
+@final
+@dataclass(frozen=True)
 class Pendulum(System):
     """Ideal pendulum of mass ``m`` (kg), length ``l`` (m) in gravity ``g`` (m/s²); dof = 1.
 
@@ -41,21 +44,25 @@ class Pendulum(System):
         ``(q, p)`` plane, the sampler of Greydanus et al. (2019) (their range 1.3 to 2.3).
     """
 
+    m: float = 1.0
+    g: float = 9.81
+    l: float = 1.0
+    radius_min: float = 1.3
+    radius_max: float = 2.3
+
     name = "pendulum"
     separable = True
     exact_method = "closed form (Jacobi elliptic functions)"
+    dof = 1
 
-    def __init__(self, m: float = 1.0, g: float = 9.81, l: float = 1.0,
-                 radius_min: float = 1.3, radius_max: float = 2.3) -> None:
-        self.m = check_finite("m", m, positive=True)
-        self.g = check_finite("g", g, positive=True)
-        self.l = check_finite("l", l, positive=True)
-        self.radius_min, self.radius_max = check_range("radius_min", radius_min,
-                                                       "radius_max", radius_max)
-        self.dof = 1
-        self._params: dict[str, Any] = {"m": self.m, "g": self.g, "l": self.l,
-                                        "radius_min": self.radius_min,
-                                        "radius_max": self.radius_max}
+    def __post_init__(self) -> None:
+        self._set(
+            m=check_finite("m", self.m, positive=True),
+            g=check_finite("g", self.g, positive=True),
+            l=check_finite("l", self.l, positive=True),
+        )
+        lo, hi = check_range("radius_min", self.radius_min, "radius_max", self.radius_max)
+        self._set(radius_min=lo, radius_max=hi)
 
     def hamiltonian(self, q: Tensor, p: Tensor) -> Tensor:
         """Energy (J), shapes ``[..., 1]`` -> ``[...]``."""
@@ -75,8 +82,9 @@ class Pendulum(System):
         x = sample_shell(rng, 2, self.radius_min, self.radius_max)
         return x[:1], x[1:]
 
-    def exact_solution(self, q0: np.ndarray, p0: np.ndarray,
-                       t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def exact_solution(
+        self, q0: np.ndarray, p0: np.ndarray, t: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Exact flow ``[n_traj, n_t, 1]`` for librating and rotating states alike."""
         w0 = np.sqrt(self.g / self.l)
         mll = self.m * self.l**2

@@ -10,7 +10,9 @@ The mass-spring of Greydanus et al. (2019), ``H = q² + p²``, is ``Spring(m=0.5
 
 from __future__ import annotations
 
-from typing import Any
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import final
 
 import numpy as np
 import torch
@@ -23,23 +25,35 @@ __all__ = ["QuadraticSystem", "Spring", "SpringChain"]
 
 
 class QuadraticSystem(System):
-    """``H = |p|² / (2m) + ½ qᵀ K q`` for a symmetric positive semidefinite ``K [dof, dof]``.
+    """Abstract: ``H = |p|² / (2m) + ½ qᵀ K q`` for a symmetric positive semidefinite ``K``.
 
-    Subclasses call ``_setup(m, K, r_min, r_max)``. Positions are displacements from
+    A concrete subclass is a frozen dataclass with (at least) the fields ``m`` (mass, > 0),
+    ``radius_min`` and ``radius_max`` (sampler range); it implements `stiffness_matrix` and
+    calls ``super().__post_init__()`` at the end of its own ``__post_init__``, which derives
+    ``K [dof, dof]``, ``dof`` and the normal modes. Positions are displacements from
     equilibrium (length units), momenta ``m · dq/dt``.
     """
 
     separable = True
     exact_method = "closed form (normal modes)"
+    m: float
+    radius_min: float
+    _modes: np.ndarray  # derived in __post_init__ (not dataclass fields: this base is none)
+    _omega: np.ndarray
+    radius_max: float
+    K: np.ndarray
 
-    def _setup(self, m: float, K: np.ndarray, r_min: float, r_max: float) -> None:
-        self.m = m
-        self.K = np.asarray(K, dtype=np.float64)
-        self.dof = self.K.shape[0]
-        self.radius_min, self.radius_max = r_min, r_max
-        lam, self._modes = np.linalg.eigh(self.K)
+    @abstractmethod
+    def stiffness_matrix(self) -> np.ndarray:
+        """The stiffness matrix ``K``, float64 ``[dof, dof]``, symmetric positive semidefinite."""
+
+    def __post_init__(self) -> None:
+        K = np.asarray(self.stiffness_matrix(), dtype=np.float64)
+        lam, modes = np.linalg.eigh(K)
         # Round-off can leave a zero mode at -1e-16; it is a free translation, not unstable.
-        self._omega = np.sqrt(np.clip(lam, 0.0, None) / m)
+        self._set(
+            K=K, dof=K.shape[0], _modes=modes, _omega=np.sqrt(np.clip(lam, 0.0, None) / self.m)
+        )
 
     def _stiffness(self, q: Tensor) -> Tensor:
         return torch.as_tensor(self.K, dtype=q.dtype, device=q.device)
@@ -62,8 +76,9 @@ class QuadraticSystem(System):
         x = sample_shell(rng, 2 * self.dof, self.radius_min, self.radius_max)
         return x[: self.dof], x[self.dof :]
 
-    def exact_solution(self, q0: np.ndarray, p0: np.ndarray,
-                       t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def exact_solution(
+        self, q0: np.ndarray, p0: np.ndarray, t: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Exact flow ``[n_traj, n_t, dof]`` by normal-mode rotation (see module docstring)."""
         V, w, m = self._modes, self._omega, self.m
         Q0 = (q0 @ V)[:, None, :]  # mode amplitudes [n_traj, 1, dof]
@@ -78,6 +93,8 @@ class QuadraticSystem(System):
         return Q @ V.T, P @ V.T
 
 
+@final
+@dataclass(frozen=True)
 class Spring(QuadraticSystem):
     """Ideal mass-spring, ``H = p²/(2m) + k q²/2``, one degree of freedom.
 
@@ -93,17 +110,30 @@ class Spring(QuadraticSystem):
         ``m=0.5, k=2``.
     """
 
+    m: float = 1.0
+    k: float = 1.0
+    radius_min: float = 0.1
+    radius_max: float = 1.0
+
     name = "spring"
 
-    def __init__(self, m: float = 1.0, k: float = 1.0, radius_min: float = 0.1,
-                 radius_max: float = 1.0) -> None:
-        m = check_finite("m", m, positive=True)
-        k = check_finite("k", k, positive=True)
-        r = check_range("radius_min", radius_min, "radius_max", radius_max)
-        self._params: dict[str, Any] = {"m": m, "k": k, "radius_min": r[0], "radius_max": r[1]}
-        self._setup(m, np.array([[k]]), *r)
+    def __post_init__(self) -> None:
+        lo, hi = check_range("radius_min", self.radius_min, "radius_max", self.radius_max)
+        self._set(
+            m=check_finite("m", self.m, positive=True),
+            k=check_finite("k", self.k, positive=True),
+            radius_min=lo,
+            radius_max=hi,
+        )
+        super().__post_init__()
+
+    def stiffness_matrix(self) -> np.ndarray:
+        """``[[k]]``."""
+        return np.array([[self.k]])
 
 
+@final
+@dataclass(frozen=True)
 class SpringChain(QuadraticSystem):
     """``n`` equal masses coupled by equal springs, with fixed walls or periodic ends.
 
@@ -123,25 +153,32 @@ class SpringChain(QuadraticSystem):
         Radius range of the initial ``(q, p)`` vector in ``R^{2n}``.
     """
 
+    n: int = 5
+    m: float = 1.0
+    k: float = 1.0
+    ends: str = "fixed"
+    radius_min: float = 0.1
+    radius_max: float = 1.0
+
     name = "spring-chain"
 
-    def __init__(self, n: int = 5, m: float = 1.0, k: float = 1.0, ends: str = "fixed",
-                 radius_min: float = 0.1, radius_max: float = 1.0) -> None:
-        n = check_int("n", n, minimum=2 if ends == "periodic" else 1)
-        m = check_finite("m", m, positive=True)
-        k = check_finite("k", k, positive=True)
-        if ends not in ("fixed", "periodic"):
-            raise ConfigError(f"ends must be 'fixed' or 'periodic', got {ends!r}")
-        r = check_range("radius_min", radius_min, "radius_max", radius_max)
-        self.ends = ends
-        self._params = {"n": n, "m": m, "k": k, "ends": ends, "radius_min": r[0],
-                        "radius_max": r[1]}
-        # Graph Laplacian of the chain (+ the two wall springs when fixed), times k.
-        K = 2.0 * np.eye(n) - np.eye(n, k=1) - np.eye(n, k=-1)
-        if ends == "periodic":
+    def __post_init__(self) -> None:
+        n = check_int("n", self.n, minimum=2 if self.ends == "periodic" else 1)
+        m = check_finite("m", self.m, positive=True)
+        k = check_finite("k", self.k, positive=True)
+        if self.ends not in ("fixed", "periodic"):
+            raise ConfigError(f"ends must be 'fixed' or 'periodic', got {self.ends!r}")
+        lo, hi = check_range("radius_min", self.radius_min, "radius_max", self.radius_max)
+        self._set(n=n, m=m, k=k, radius_min=lo, radius_max=hi)
+        super().__post_init__()
+
+    def stiffness_matrix(self) -> np.ndarray:
+        """``k`` times the chain's graph Laplacian (plus the two wall springs when fixed)."""
+        K = 2.0 * np.eye(self.n) - np.eye(self.n, k=1) - np.eye(self.n, k=-1)
+        if self.ends == "periodic":
             K[0, -1] -= 1.0
             K[-1, 0] -= 1.0
-        self._setup(m, k * K, *r)
+        return self.k * K
 
     def sample_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Shell sample; for periodic ends the centre of mass is moved to rest at the origin."""

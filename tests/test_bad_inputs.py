@@ -7,6 +7,7 @@ that existed before was changed. A sample also runs through the installed consol
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import subprocess
@@ -293,3 +294,17 @@ def test_metrics_of_an_evaluated_run_are_strict_json(base, tmp_path):
         (work / "runs/r/metrics.json").read_text(),
         parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"),
     )
+
+
+def test_absurd_n_train_is_refused_before_any_work(tmp_path, monkeypatch):
+    """0.1 grew memory until the machine killed it."""
+    gen = importlib.import_module("simulators.generate")  # the module, not the function
+
+    monkeypatch.setattr(gen, "reference_trajectories", lambda *a, **k: pytest.fail("simulated"))
+    result = CliRunner().invoke(
+        main,
+        ["simulate", "pendulum", "--out", str(tmp_path / "x.h5"), "--n-train", "1000000000000"],
+    )
+    assert result.exit_code == 2
+    assert "would need about" in result.stderr and "--shard" in result.stderr
+    assert not (tmp_path / "x.h5").exists()

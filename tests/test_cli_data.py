@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -18,9 +20,32 @@ def _run(*args: str):
 
 def test_simulate_then_info(tmp_path):
     out = tmp_path / "pend.h5"
-    res = _run("simulate", "pendulum", "--out", str(out), "--n-train", "4", "--n-val", "1",
-               "--n-test", "2", "--steps", "10", "--steps-test", "30", "--dt", "0.05",
-               "--noise", "0.01", "--seed", "3", "--param", "g=6", "--param", "m=0.5")
+    res = _run(
+        "simulate",
+        "pendulum",
+        "--out",
+        str(out),
+        "--n-train",
+        "4",
+        "--n-val",
+        "1",
+        "--n-test",
+        "2",
+        "--steps",
+        "10",
+        "--steps-test",
+        "30",
+        "--dt",
+        "0.05",
+        "--noise",
+        "0.01",
+        "--seed",
+        "3",
+        "--param",
+        "g=6",
+        "--param",
+        "m=0.5",
+    )
     assert res.exit_code == 0, res.output
     ds = load_dataset(out)
     assert ds.system_params["g"] == 6.0 and ds.system_params["m"] == 0.5
@@ -34,23 +59,44 @@ def test_simulate_then_info(tmp_path):
 
 def test_simulate_shard_and_list_param(tmp_path):
     out = tmp_path / "nb.h5"
-    res = _run("simulate", "nbody", "--out", str(out), "--n-train", "3", "--n-val", "0",
-               "--n-test", "0", "--steps", "5", "--param", "n=3",
-               "--param", "masses=[1.0, 0.01, 0.02]", "--shard", "0/1", "--quiet")
+    res = _run(
+        "simulate",
+        "nbody",
+        "--out",
+        str(out),
+        "--n-train",
+        "3",
+        "--n-val",
+        "0",
+        "--n-test",
+        "0",
+        "--steps",
+        "5",
+        "--param",
+        "n=3",
+        "--param",
+        "masses=[1.0, 0.01, 0.02]",
+        "--shard",
+        "0/1",
+        "--quiet",
+    )
     assert res.exit_code == 0, res.output
     ds = load_dataset(out)
     assert ds.dof == 6 and ds.system_params["masses"] == [1.0, 0.01, 0.02]
     assert ds.attrs["shard"] == "0/1"
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["simulate", "pendulumm"], "unknown system 'pendulumm'; expected one of:"),
-    (["simulate", "pendulum", "--param", "mass=2"], "unknown parameter 'mass'"),
-    (["simulate", "pendulum", "--param", "g"], "--param must look like NAME=VALUE"),
-    (["simulate", "pendulum", "--param", "g=-9"], "g must be a finite positive number"),
-    (["simulate", "pendulum", "--dt", "0"], "dt must be a finite positive number, got 0"),
-    (["simulate", "pendulum", "--shard", "2"], "--shard must look like INDEX/COUNT"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["simulate", "pendulumm"], "unknown system 'pendulumm'; expected one of:"),
+        (["simulate", "pendulum", "--param", "mass=2"], "unknown parameter 'mass'"),
+        (["simulate", "pendulum", "--param", "g"], "--param must look like NAME=VALUE"),
+        (["simulate", "pendulum", "--param", "g=-9"], "g must be a finite positive number"),
+        (["simulate", "pendulum", "--dt", "0"], "dt must be a finite positive number, got 0"),
+        (["simulate", "pendulum", "--shard", "2"], "--shard must look like INDEX/COUNT"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2(tmp_path, args, message):
     res = _run(*args, "--out", str(tmp_path / "x.h5"))
     assert res.exit_code == 2
@@ -61,8 +107,21 @@ def test_bad_input_is_one_line_exit_2(tmp_path, args, message):
 
 def test_overwrite_flag(tmp_path):
     out = tmp_path / "s.h5"
-    args = ["simulate", "spring", "--out", str(out), "--n-train", "2", "--n-val", "0",
-            "--n-test", "0", "--steps", "3", "--quiet"]
+    args = [
+        "simulate",
+        "spring",
+        "--out",
+        str(out),
+        "--n-train",
+        "2",
+        "--n-val",
+        "0",
+        "--n-test",
+        "0",
+        "--steps",
+        "3",
+        "--quiet",
+    ]
     assert _run(*args).exit_code == 0
     first = out.read_bytes()
     res = _run(*args, "--seed", "1")
@@ -73,24 +132,42 @@ def test_overwrite_flag(tmp_path):
 
 
 def test_user_system_module_colon_class(tmp_path, monkeypatch):
-    (tmp_path / "my_module.py").write_text(textwrap.dedent("""
-        import torch
+    (tmp_path / "my_module.py").write_text(
+        textwrap.dedent("""
+        from dataclasses import dataclass
+
         from simulators import System
 
+        @dataclass(frozen=True)
         class MySystem(System):
-            def __init__(self, c=1.0):
-                self.c, self.dof = float(c), 2
-                self._params = {"c": self.c}
+            c: float = 1.0
+            dof = 2
 
             def hamiltonian(self, q, p):  # non-separable: coupling c q1 p2
                 return 0.5 * (q**2 + p**2).sum(-1) + self.c * q[..., 0] * p[..., 1]
 
             def sample_state(self, rng):
                 return rng.normal(size=2), rng.normal(size=2)
-    """))
+    """)
+    )
     monkeypatch.chdir(tmp_path)
-    res = _run("simulate", "my_module:MySystem", "--out", "mine.h5", "--param", "c=0.3",
-               "--n-train", "2", "--n-val", "0", "--n-test", "1", "--steps", "20", "--quiet")
+    res = _run(
+        "simulate",
+        "my_module:MySystem",
+        "--out",
+        "mine.h5",
+        "--param",
+        "c=0.3",
+        "--n-train",
+        "2",
+        "--n-val",
+        "0",
+        "--n-test",
+        "1",
+        "--steps",
+        "20",
+        "--quiet",
+    )
     assert res.exit_code == 0, res.output
     ds = load_dataset(tmp_path / "mine.h5")
     assert ds.system == "my_module:MySystem" and ds.system_params == {"c": 0.3}
@@ -117,3 +194,35 @@ def test_unwritable_out_is_found_before_simulating(tmp_path, monkeypatch):
     for out in (tmp_path / "afile" / "x.h5", tmp_path / "afile"):
         result = _run("simulate", "pendulum", "--out", str(out))
         assert result.exit_code == 2 and result.stderr.startswith("hamgrad: error:"), result.output
+
+
+def test_warnings_are_one_line_on_stderr(tmp_path, monkeypatch):
+    gen = importlib.import_module("simulators.generate")
+
+    def warn(*args, **kwargs):
+        warnings.warn(
+            "split 'train': trajectories [3]\nmet in a close encounter",
+            gen.CloseEncounterWarning,
+            stacklevel=2,
+        )
+        return real(*args, **kwargs)
+
+    real = gen.reference_trajectories
+    monkeypatch.setattr(gen, "reference_trajectories", warn)
+    result = _run(
+        "simulate",
+        "spring",
+        "--out",
+        str(tmp_path / "s.h5"),
+        "--n-train",
+        "2",
+        "--n-val",
+        "0",
+        "--n-test",
+        "0",
+        "--quiet",
+    )
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "hamgrad: warning: split 'train': trajectories [3] met in a close encounter\n"
+    )

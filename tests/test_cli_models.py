@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import textwrap
 from pathlib import Path
 
+import h5py
 import pytest
 import torch
 from click.testing import CliRunner
@@ -271,3 +273,39 @@ def test_long_rollouts_show_progress_on_stderr(setup, monkeypatch):
     assert "evaluate: model rollout: step 256/300" in result.stderr
     assert "evaluate: model rollout: step 300/300 (100%)" in result.stderr
     assert "model rollout" not in result.stdout  # the table on stdout stays clean
+
+
+def test_a_dataset_never_makes_evaluate_import_code(tmp_path, monkeypatch):
+    """0.1 imported whatever module a file's `system` attribute named (`this:X` printed the
+    Zen of Python). Now only a system the user names with --system is imported."""
+    (tmp_path / "marker_sys.py").write_text(
+        textwrap.dedent("""
+        import pathlib
+        from dataclasses import dataclass
+
+        from simulators import Spring
+
+        pathlib.Path("IMPORTED").write_text("module code ran")
+
+        @dataclass(frozen=True)
+        class Sys(Spring):
+            pass
+    """)
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = make_dataset(
+        tmp_path / "s.h5", "spring", n_train=4, n_val=1, n_test=2, n_steps=10, n_steps_test=10
+    )
+    assert_ok(run("train", "--data", data, "--name", "r", *TINY))
+    with h5py.File(data, "r+") as f:
+        f.attrs["system"] = "marker_sys:Sys"
+    result = run("evaluate", "runs/r", "--data", data)
+    assert_ok(result)
+    assert not (tmp_path / "IMPORTED").exists()
+    assert "pass --system marker_sys:Sys on the command line to trust it" in result.stderr
+    assert json.loads(Path("runs/r/metrics.json").read_text())["floor_metrics"] is None
+    result = run("evaluate", "runs/r", "--data", data, "--system", "marker_sys:Sys")
+    assert_ok(result)
+    assert (tmp_path / "IMPORTED").exists()
+    assert json.loads(Path("runs/r/metrics.json").read_text())["floor_metrics"] is not None

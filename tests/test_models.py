@@ -327,3 +327,14 @@ def test_initial_model_does_not_depend_on_the_default_dtype(name):
 def test_hyperparameters_are_typed_strictly(key, value, want):
     with pytest.raises(ConfigError, match=f"{key} must be {re.escape(want)}"):
         get_model("gradnet", DOF, **{key: value})
+
+
+def test_modular_gradnet_defaults_to_tanh_mix_and_old_configs_keep_theirs():
+    """The default activation became ``tanh-mix`` for every net of the GradNet model; a config
+    saved with ``activation=None`` (the modular net's own softmax-mix) rebuilds what it trained."""
+    new = get_model("gradnet", DOF, net="gradnet-m", **SMALL)
+    assert type(new.net.act).__name__ == "TanhMix"
+    old = model_from_config(
+        {"name": "gradnet", "dof": DOF, "hparams": {**new.config()["hparams"], "activation": None}}
+    )
+    assert type(old.net.act).__name__ == "SoftmaxMix"

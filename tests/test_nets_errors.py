@@ -155,3 +155,16 @@ def test_potential_bad_input():
         potential(net, torch.zeros(3))
     with pytest.raises(HamgradError, match="does not broadcast"):
         potential(net, torch.zeros(4, 2), reference=torch.zeros(3, 2))
+
+
+def test_hidden_for_budget_nearest_within_a_tolerance():
+    def build(h):
+        return get_net("gradnet-c", dim=5, hidden=h, depth=2)
+
+    below = hidden_for_budget(build, 700)
+    nearest = hidden_for_budget(build, 700, tolerance=0.05)
+    assert nearest in (below, below + 1)
+    counts = {h: count_parameters(build(h)) for h in (below, below + 1)}
+    assert abs(counts[nearest] - 700) == min(abs(c - 700) for c in counts.values())
+    with pytest.raises(HamgradError, match="within"):
+        hidden_for_budget(build, 40, tolerance=0.01)  # widths 2 and 3 give 35 and 50

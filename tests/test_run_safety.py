@@ -315,7 +315,8 @@ def test_ctrl_c_is_one_line_exit_130_and_the_run_resumes(data, tmp_path, signals
 
 
 def test_a_run_finds_its_dataset_from_another_directory_and_notices_changes(
-        data, tmp_path, monkeypatch):
+    data, tmp_path, monkeypatch
+):
     from click.testing import CliRunner
 
     from hamgrad.cli import main

@@ -423,3 +423,25 @@ def test_a_toml_file_that_is_not_utf8_is_one_clear_error(tmp_path):
     path.write_bytes(b'data = "d\xff.h5"\n')
     with pytest.raises(ConfigError, match="not valid TOML"):
         TrainConfig.from_toml(path)
+
+
+def test_a_run_does_not_depend_on_the_callers_default_dtype(data_dir, tmp_path):
+    """`hamgrad train --dtype float64` (a float32 process) and `train()` in a float64 session
+    used to start from different weights: drawn in the default dtype, then cast."""
+    states = []
+    for default in (torch.float32, torch.float64):
+        torch.set_default_dtype(default)
+        try:
+            result = train(
+                _config(
+                    data_dir / "spring.h5",
+                    tmp_path,
+                    epochs=2,
+                    name=f"d{default}".replace("torch.", ""),
+                )
+            )
+        finally:
+            torch.set_default_dtype(torch.float64)
+        states.append(load_checkpoint(result.run_dir / "last.pt")["model_state"])
+    for key, value in states[1].items():
+        assert torch.equal(states[0][key], value), key

@@ -63,7 +63,7 @@ def test_adjoint_loss_gradient_equals_backprop(data):
     for adjoint in (False, True):
         model = get_model("gradnet", 1, generator=torch.Generator().manual_seed(0), hidden=6)
         loss = build_loss("rollout:5", model, split, 0.1, "gauss4", 2, adjoint=adjoint)
-        batch = next(loss.samples(split, torch.float64, torch.device("cpu")).batches(16))
+        batch, _ = next(loss.samples(split, torch.float64, torch.device("cpu")).batches(16))
         value = loss(model, batch)
         grads.append(
             torch.cat([g.flatten() for g in torch.autograd.grad(value, [*model.parameters()])])

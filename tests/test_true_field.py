@@ -21,8 +21,15 @@ def test_rollout_of_true_system_matches_reference(name):
     q0, p0 = map(np.stack, zip(*(system.sample_state(rng) for _ in range(3)), strict=True))
     # An 8th-order explicit method where H is separable, 6th-order Gauss collocation otherwise.
     method = "mclachlan8" if system.separable else "gauss6"
-    traj = rollout(system, torch.from_numpy(q0), torch.from_numpy(p0), DT, N_STEPS,
-                   method=method, save_every=N_STEPS)
+    traj = rollout(
+        system,
+        torch.from_numpy(q0),
+        torch.from_numpy(p0),
+        DT,
+        N_STEPS,
+        method=method,
+        save_every=N_STEPS,
+    )
     q_ref, p_ref, _ = reference_solution(system, q0, p0, np.array([0.0, DT * N_STEPS]))
     got = torch.cat((traj.q[..., -1, :], traj.p[..., -1, :]), -1).numpy()
     want = np.concatenate((q_ref[:, -1], p_ref[:, -1]), -1)

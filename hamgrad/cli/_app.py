@@ -9,8 +9,10 @@ bodies, so ``hamgrad --help`` and ``hamgrad --version`` answer without loading t
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -26,19 +28,33 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """Warnings (a close encounter in a simulation, ...) as one line, without source lines."""
+    click.echo(f"hamgrad: warning: {_one_line(str(message))}", err=True)
+
+
 class _Group(click.Group):
     """Click group that turns library and usage errors into one line and exit code 2."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         """Run the command; in standalone mode every way out is one line and an exit code."""
         run = cast(Any, super()).main
+        warnings.showwarning = _show_warning
         if not standalone_mode:
             return run(*args, standalone_mode=False, **kwargs)
         try:
             result = run(*args, standalone_mode=False, **kwargs)
         except click.UsageError as exc:  # bad option value, missing argument, unknown command
             hint = f"; see '{exc.ctx.command_path} --help'" if exc.ctx is not None else ""
-            click.echo(f"hamgrad: error: {_one_line(exc.format_message())}{hint}", err=True)
+            if os.environ.get("RANK", "0") in ("", "0"):  # under torchrun, rank 0 says it
+                click.echo(f"hamgrad: error: {_one_line(exc.format_message())}{hint}", err=True)
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
             click.echo(f"hamgrad: error: {_one_line(exc.format_message())}", err=True)
@@ -53,7 +69,9 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except HamgradError as exc:
-            click.echo(f"hamgrad: error: {exc}", err=True)
+            # A distributed run's other ranks stop quietly: the failing rank says why.
+            if not getattr(exc, "reported_elsewhere", False):
+                click.echo(f"hamgrad: error: {exc}", err=True)
             sys.exit(2)
         except BrokenPipeError:  # `hamgrad info f.h5 | head`: the reader left, nothing is wrong
             sys.stderr.close()

@@ -1,4 +1,4 @@
-"""CLI commands for data: ``simulate``, ``info`` and ``list-systems`` (thin: parse, call, print)."""
+"""CLI commands for data: ``simulate``, ``join``, ``info``, ``list-systems`` (thin: parse, call)."""
 
 from __future__ import annotations
 
@@ -56,6 +56,20 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
     show_default=True,
     help="Trajectories per vectorised reference solve.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes to simulate in; the file is the same for any number [default: 1, or "
+    "all CPUs for the IAS15 step of a large n-body split].",
+)
+@click.option(
+    "--compression",
+    type=click.Choice(["none", "gzip", "lzf"]),
+    default="none",
+    show_default=True,
+    help="HDF5 compression of the arrays (recorded in the file; readers need no option).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def simulate(
@@ -72,10 +86,17 @@ def simulate(
     params: tuple[str, ...],
     shard: str | None,
     batch_size: int,
+    workers: int | None,
+    compression: str,
     overwrite: bool,
     quiet: bool,
 ) -> None:
-    """Simulate SYSTEM (a registry name or module:Class) into an HDF5 dataset."""
+    """Simulate SYSTEM (a registry name or module:Class) into an HDF5 dataset.
+
+    --workers N simulates in N processes (whole blocks of --batch-size trajectories each);
+    --shard I/N writes one part of the file, for separate jobs; hamgrad join joins the parts.
+    Either way the result is the file one process writes, byte for byte.
+    """
     from hamgrad._atomic import check_writable
     from hamgrad.errors import DatasetError
     from simulators import generate
@@ -98,6 +119,8 @@ def simulate(
         params=parse_params(params),
         shard=_parse_shard(shard),
         batch_size=batch_size,
+        workers=workers,
+        compression=None if compression == "none" else compression,
         progress=not quiet,
     )
     click.echo(f"wrote {path}")
@@ -106,24 +129,52 @@ def simulate(
 @main.command("info")
 @click.argument("path", type=click.Path(dir_okay=False))
 def info(path: str) -> None:
-    """Print a dataset's attributes, splits and array shapes (validating it)."""
-    from hamgrad.data import load_dataset
+    """Print a dataset's attributes, splits, array shapes and storage (validating every value).
 
-    ds = load_dataset(path)
-    click.echo(f"{ds.path}")
-    for key, value in ds.attrs.items():
-        shown = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
-        click.echo(f"  {key}: {shown}")
-    for name, split in ds.splits.items():
-        click.echo(
-            f"  [{name}] n_traj={split.n_traj} n_t={split.n_t} t=[{split.t[0]:g}, {split.t[-1]:g}]"
-        )
-        for field in ("q", "p", "dq_dt", "dp_dt", "energy"):
-            arr = getattr(split, field)
-            if arr is not None:
-                click.echo(f"    {field}: {list(arr.shape)} {arr.dtype}")
-        for key, value in split.attrs.items():
-            click.echo(f"    {key}: {value}")
+    The file is read block by block, so a file larger than memory can be checked.
+    """
+    from hamgrad.data import open_dataset
+
+    with open_dataset(path) as ds:
+        ds.validate()
+        click.echo(f"{ds.path}")
+        for key, value in ds.attrs.items():
+            shown = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+            click.echo(f"  {key}: {shown}")
+        for name, split in ds.splits.items():
+            t = split.t
+            click.echo(f"  [{name}] n_traj={split.n_traj} n_t={split.n_t} t=[{t[0]:g}, {t[-1]:g}]")
+            for field in split.fields:
+                shape = [split.n_traj, split.n_t] + ([] if field == "energy" else [ds.dof])
+                click.echo(f"    {field}: {shape} float64 ({split.layout(field)})")
+            for key, value in split.attrs.items():
+                click.echo(f"    {key}: {value}")
+
+
+@main.command("join")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.argument("shards", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--compression",
+    type=click.Choice(["keep", "none", "gzip", "lzf"]),
+    default="keep",
+    show_default=True,
+    help="Compression of OUT; keep: the shards' own.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+def join(out: str, shards: tuple[str, ...], compression: str, overwrite: bool) -> None:
+    """Join SHARD files of one simulation into OUT.
+
+    Shards written with 'hamgrad simulate --shard I/N' (e.g. by a cluster's array jobs) may
+    be given in any order; OUT is the file the unsharded simulate writes, byte for byte.
+    Shards of different systems, parameters, seeds or splits, and gaps or overlaps in the
+    shard numbers, are refused. Memory stays bounded: shards are copied block by block.
+    """
+    from hamgrad.data import concatenate_datasets
+
+    chosen = None if compression == "none" else compression
+    path = concatenate_datasets(shards, out, overwrite=overwrite, compression=chosen)
+    click.echo(f"wrote {path}")
 
 
 @main.command("list-systems")
@@ -133,8 +184,6 @@ def list_systems() -> None:
 
     aliases = {target: alias for alias, target in ALIASES.items()}
     for name, cls in SYSTEMS.items():
-        if name in ALIASES:
-            continue
         system = cls()
         alias = f" (alias {aliases[name]})" if name in aliases else ""
         kind = "separable" if system.separable else "non-separable"

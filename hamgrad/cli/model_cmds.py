@@ -89,6 +89,21 @@ _TRAIN_FLAGS: list[tuple[str, Any, str]] = [
     ("name", str, "Run directory name [default: a timestamp]."),
     ("init", str, "Start from the weights of this run (its best.pt) or checkpoint file."),
     ("threads", click.IntRange(min=0), "CPU threads for torch (0: torch's default) [default: 1]."),
+    (
+        "buffer_mib",
+        click.FloatRange(min=0, min_open=True),
+        "MiB of training samples in memory; larger splits stream from the file [default: 256].",
+    ),
+    (
+        "backend",
+        click.Choice(["auto", "gloo", "nccl"]),
+        "torch.distributed backend under torchrun [default: auto: nccl on cuda, gloo on cpu].",
+    ),
+    (
+        "dist_timeout",
+        click.FloatRange(min=0, min_open=True),
+        "Seconds a process waits for the others under torchrun [default: 600].",
+    ),
 ]
 # Model hyperparameters with their own flags (the rest via --param KEY=VALUE).
 _MODEL_FLAGS = [
@@ -179,7 +194,8 @@ def _default_dataset(path: str, quiet: bool) -> None:
             f"generating the default dataset {path} (hamgrad simulate pendulum --out {path})",
             err=True,
         )
-    generate("pendulum", path, **DEFAULT_DATA_SETTINGS)
+    # overwrite: under torchrun every rank may get here; they write the same bytes, atomically.
+    generate("pendulum", path, overwrite=True, **DEFAULT_DATA_SETTINGS)
 
 
 @main.command("train")
@@ -200,6 +216,13 @@ def _default_dataset(path: str, quiet: bool) -> None:
 )
 @_integrator_options
 @click.option(
+    "--compile/--no-compile",
+    "compile",
+    default=None,
+    help="Compile the loss and its backward with torch.compile (pays off on long runs of small "
+    "models; the compile time is logged as compile_s) [default: off].",
+)
+@click.option(
     "--resume",
     type=click.Path(file_okay=False),
     help="Continue the run in this directory from its last checkpoint.",
@@ -215,8 +238,15 @@ def train_cmd(
     quiet: bool,
     **flags: Any,
 ) -> None:
-    """Train a model; with no options, a GradNet Hamiltonian on the default pendulum data."""
+    """Train a model; with no options, a GradNet Hamiltonian on the default pendulum data.
+
+    Under torchrun (torchrun --nproc-per-node N -m hamgrad train ...) the N processes train
+    one model together; rank 0 writes the run and prints.
+    """
     from hamgrad.training import TrainConfig, train
+    from hamgrad.training.distributed import env_rank
+
+    quiet = quiet or env_rank() != 0
 
     overrides = {k: v for k, v in flags.items() if v is not None and k not in ("hidden", "depth")}
     model_params = {k: flags[k] for k in ("hidden", "depth") if flags[k] is not None}
@@ -249,6 +279,8 @@ def train_cmd(
         )
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
+        if env_rank() != 0:
+            sys.exit(130)  # rank 0 says where the run is
         if not started:
             raise click.Abort("interrupted before the run started; nothing was written") from None
         raise click.Abort(
@@ -278,11 +310,12 @@ def _method(name: str | None, options: tuple[str, ...]) -> Any:
     return get_integrator(name, **parse_params(options, "--integrator-option"))
 
 
-def _load_run_data(run: str, data: str | None) -> Any:
+def _load_run_data(run: str, data: str | None, split: str) -> Any:
+    """The one split a command works on, read into memory (the rest of the file is not)."""
     from hamgrad.data import load_dataset
     from hamgrad.run import run_dataset_path
 
-    return load_dataset(run_dataset_path(run, data))
+    return load_dataset(run_dataset_path(run, data), splits=[split])
 
 
 def _true_system(dataset: Any, trusted: str | None) -> dict[str, Any]:
@@ -294,8 +327,7 @@ def _true_system(dataset: Any, trusted: str | None) -> dict[str, Any]:
         click.echo("note: the dataset names no system: no energy error or floor", err=True)
         return {}
     try:
-        # TODO(merge sim): system_from_dataset(dataset, trusted_system=trusted)
-        system = system_from_dataset(dataset)
+        system = system_from_dataset(dataset, trusted_system=trusted)
     except HamgradError as exc:
         click.echo(f"note: no true system ({exc}): no energy error or floor", err=True)
         return {}
@@ -314,7 +346,7 @@ def _evaluate(
     from hamgrad.run import evaluate_run
 
     find_checkpoint(run)  # a missing run is named before its dataset is looked for
-    dataset = _load_run_data(run, data)
+    dataset = _load_run_data(run, data, options.get("split", "test"))
     return evaluate_run(
         run,
         dataset,
@@ -379,7 +411,7 @@ def rollout_cmd(
     from hamgrad.run import predict_split
 
     model, _ = load_model(run)
-    dataset = _load_run_data(run, data)
+    dataset = _load_run_data(run, data, split)
     out_path = Path(out) if out is not None else Path(run) / f"rollout-{split}.h5"
     path = predict_split(
         model,

@@ -15,8 +15,10 @@ from hamgrad.integrators.registry import (
     applicable_methods,
     check_applicable,
     get_integrator,
+    register_integrator,
 )
 from hamgrad.integrators.rollout import RolloutFailure, Trajectory, rollout
+from hamgrad.integrators.splitting import SplittingIntegrator
 from hamgrad.integrators.tableau import ButcherTableau, SplittingTableau
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "ButcherTableau",
     "Integrator",
     "RolloutFailure",
+    "SplittingIntegrator",
     "SplittingTableau",
     "Stepper",
     "Trajectory",
@@ -34,5 +37,6 @@ __all__ = [
     "derivative_fn",
     "get_integrator",
     "odeint",
+    "register_integrator",
     "rollout",
 ]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hamgrad.errors import IntegratorError, unknown_name
+from hamgrad.errors import ConfigError, IntegratorError, unknown_name
 from hamgrad.integrators.base import Integrator
 from hamgrad.integrators.coefficients import BUTCHER_TABLEAUS, SPLITTING_TABLEAUS
 from hamgrad.integrators.explicit_rk import (
@@ -46,6 +46,7 @@ __all__ = [
     "check_applicable",
     "get_integrator",
     "method_names",
+    "register_integrator",
 ]
 
 _TORCHDIFFEQ_PREFIX = "torchdiffeq:"
@@ -140,6 +141,27 @@ def check_applicable(integrator: Integrator, field: object) -> None:
         raise IntegratorError(
             f"{problem}; methods that apply: {', '.join(applicable_methods(field)) or 'none'}"
         )
+
+
+def register_integrator(integrator: Integrator) -> Integrator:
+    """Add ``integrator`` to `INTEGRATORS` under its ``name``; return it.
+
+    The extension point for new methods (see docs/extending.md): once registered, a method is
+    found by name by `get_integrator`, `rollout`, `TrainConfig` and `applicable_methods`.
+
+    Raises
+    ------
+    ConfigError
+        The name is taken (by a method or an alias) or the object is not an `Integrator`.
+    """
+    if not isinstance(integrator, Integrator):
+        raise ConfigError(
+            f"register_integrator needs an Integrator, got {type(integrator).__name__}"
+        )
+    if integrator.name in INTEGRATORS or integrator.name in ALIASES:
+        raise ConfigError(f"integrator name {integrator.name!r} is taken; expected a new name")
+    INTEGRATORS[integrator.name] = integrator
+    return integrator
 
 
 def applicable_methods(field: object) -> list[str]:

@@ -18,13 +18,20 @@ from typing import Any
 
 import torch
 
-from hamgrad.errors import CheckpointError, unknown_name
+from hamgrad.errors import CheckpointError, ConfigError, unknown_name
 from hamgrad.models.base import HamiltonianModel, LearnedModel, NetHamiltonian
 from hamgrad.models.baselines import HNN, NeuralODE
 from hamgrad.models.gradnet_hamiltonian import GradNetHamiltonian, SeparableGradNetHamiltonian
-from hamgrad.models.normalization import Normalizer, phase_statistics
+from hamgrad.models.normalization import (
+    FEATURES,
+    Normalizer,
+    PairwiseNormalizer,
+    features_for_system,
+    phase_statistics,
+)
 
 __all__ = [
+    "FEATURES",
     "HNN",
     "MODELS",
     "GradNetHamiltonian",
@@ -33,10 +40,14 @@ __all__ = [
     "NetHamiltonian",
     "NeuralODE",
     "Normalizer",
+    "PairwiseNormalizer",
     "SeparableGradNetHamiltonian",
+    "features_for_system",
     "get_model",
+    "hparams_for_data",
     "model_from_config",
     "phase_statistics",
+    "register_model",
 ]
 
 MODELS: dict[str, type[LearnedModel]] = {
@@ -59,6 +70,46 @@ def get_model(
     if name not in MODELS:
         raise unknown_name("model", name, MODELS)
     return MODELS[name](dof, generator, **hparams)
+
+
+def hparams_for_data(
+    name: str, hparams: Mapping[str, Any], system: str | None, system_params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``hparams`` with the feature map chosen for data of ``system`` where the user chose none.
+
+    For a model with a ``features`` hyperparameter that is absent or ``"auto"``, fill in
+    `features_for_system` (``pairwise`` for particle systems, else ``affine``); anything else
+    is returned as given. `hamgrad.training.train` calls this with the dataset's ``system``
+    attributes, so ``model.config()`` records the resolved, concrete choice.
+    """
+    out = dict(hparams)
+    cls = MODELS.get(name)
+    if cls is not None and "features" in cls.defaults and out.get("features", "auto") == "auto":
+        out.pop("features", None)
+        out = {**features_for_system(system, system_params), **out}
+    return out
+
+
+def register_model(cls: type[LearnedModel]) -> type[LearnedModel]:
+    """Add a model class to `MODELS` under its ``name`` (usable as a class decorator).
+
+    The extension point for new models (see docs/extending.md): once registered, a model is
+    built by `get_model`, trained by `hamgrad.training.train` and rebuilt from checkpoints.
+
+    Raises
+    ------
+    ConfigError
+        Not a `LearnedModel` subclass, no ``name``, or the name is taken.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, LearnedModel)):
+        raise ConfigError(f"register_model needs a LearnedModel subclass, got {cls!r}")
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"model class {cls.__name__} must set a class attribute name")
+    if name in MODELS:
+        raise ConfigError(f"model name {name!r} is taken; expected a new name")
+    MODELS[name] = cls
+    return cls
 
 
 def model_from_config(config: Mapping[str, Any]) -> LearnedModel:

@@ -16,10 +16,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from hamgrad.data import Split
+from hamgrad.data import TrajectorySource
 from hamgrad.errors import ConfigError, check_int, unknown_name
 from hamgrad.integrators import Integrator, get_integrator
-from hamgrad.models.normalization import Normalizer, phase_statistics
+from hamgrad.models.normalization import build_features
 from hamgrad.nets import NETS, FieldNet, get_net, potential
 
 __all__ = ["HamiltonianModel", "LearnedModel", "NetHamiltonian", "build_net"]
@@ -111,23 +111,25 @@ class LearnedModel(nn.Module, ABC):
         for key in ("hidden", "depth"):
             if key in self.hparams:
                 check_int(f"{self.name} {key}", self.hparams[key])
-        self.normalizer = Normalizer(self.dof)
+        # The input map: per-coordinate normalisation, or a feature map (``features``).
+        self.normalizer = build_features(
+            self.hparams.get("features", "affine"), self.dof, self.hparams.get("space_dim", 0)
+        )
 
     def config(self) -> dict[str, Any]:
         """JSON-serialisable description that, with the ``state_dict``, rebuilds the model."""
         return {"name": self.name, "dof": self.dof, "hparams": dict(self.hparams)}
 
-    def fit_normalization(self, split: Split, dt: float) -> None:
+    def fit_normalization(self, split: TrajectorySource, dt: float) -> None:
         """Set normalisation from a training split (trajectories ``[n_traj, n_t, dof]``).
 
-        With ``normalize=False`` the model keeps the identity map (statistics ignored).
+        ``split`` is a `hamgrad.data.Split` or a lazy `hamgrad.data.SplitReader`, read in
+        blocks (`Normalizer.fit`): the same blocks for both, so a model fitted on a file in
+        memory and one fitted streaming get the same statistics. With ``normalize=False`` the
+        model keeps the identity map (nothing is read).
         """
-        if not self.hparams.get("normalize", False):
-            return
-        mean, scale, energy_scale = phase_statistics(split.q, split.p, dt, split.dq_dt, split.dp_dt)
-        self.normalizer.set_statistics(
-            torch.from_numpy(mean), torch.from_numpy(scale), energy_scale
-        )
+        if self.hparams.get("normalize", False):
+            self.normalizer.fit(split, dt)
 
     def integrator(
         self, method: str | Integrator | None = None, *, training: bool = False, **options: Any
@@ -198,11 +200,13 @@ class HamiltonianModel(LearnedModel):
 
 
 class NetHamiltonian(HamiltonianModel):
-    """``∇H(x) = (c / σ) ⊙ g((x − μ) / σ)`` for one gradient field ``g`` on ``x = (q, p)``
+    """``∇H(x) = c · Jφ(x)ᵀ g(φ(x))`` for one gradient field ``g`` on the features ``φ(q, p)``
     (abstract).
 
-    The normalisation (`hamgrad.models.normalization`) keeps the field exactly Hamiltonian;
-    ``H = c · F(z)`` with ``F`` the net's potential. Subclasses choose which nets ``g`` may be
+    ``φ`` is the model's input map (`hamgrad.models.normalization`): by default
+    ``φ(x) = (x − μ)/σ``, so ``∇H = (c/σ) ⊙ g(φ(x))``; hyperparameter ``features`` selects
+    another (``pairwise`` for particle systems). Either keeps the field exactly Hamiltonian:
+    ``H = c · F(φ(x))`` with ``F`` the net's potential. Subclasses choose which nets ``g`` may be
     (``allowed_nets``); a ``net`` hyperparameter selects among them when there is a choice.
     Non-separable, so it is rolled out with implicit (midpoint, Gauss) or Tao methods.
     """
@@ -216,15 +220,15 @@ class NetHamiltonian(HamiltonianModel):
         super().__init__(dof, generator, **hparams)
         h = self.hparams
         net = h.get("net", self.allowed_nets[0])
+        width = self.normalizer.q_features + dof
         self.net = build_net(
-            net, 2 * dof, h["hidden"], h["depth"], h["activation"], self.allowed_nets, generator
+            net, width, h["hidden"], h["depth"], h["activation"], self.allowed_nets, generator
         )
 
     def grad_H(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
         """``(∂H/∂q, ∂H/∂p)`` from one network evaluation; shapes ``[..., dof]``."""
-        g = self.net(self.normalizer.encode(q, p)) * self.normalizer.gradient_factor()
-        return g[..., : self.dof], g[..., self.dof :]
+        return self.normalizer.chain(q, p, self.net(self.normalizer.encode(q, p)))
 
     def hamiltonian(self, q: Tensor, p: Tensor) -> Tensor:
-        """``c · (F(z) − F(0))`` with ``F`` the net's potential; shape ``[...]``."""
+        """``c · (F(φ) − F(0))`` with ``F`` the net's potential, ``φ = φ(q, p)``; ``[...]``."""
         return self.normalizer.energy_scale * potential(self.net, self.normalizer.encode(q, p))

@@ -42,6 +42,8 @@ class HNN(NetHamiltonian):
         MLP activation (``None``: the net's smooth default).
     normalize : bool
         Fit normalisation on the training split.
+    features, space_dim
+        Input map, as in `hamgrad.models.GradNetHamiltonian`.
     """
 
     name = "hnn"
@@ -50,6 +52,8 @@ class HNN(NetHamiltonian):
         "depth": 3,
         "activation": None,
         "normalize": True,
+        "features": "affine",
+        "space_dim": 0,
     }
     allowed_nets: ClassVar[tuple[str, ...]] = ("scalar-grad",)
 

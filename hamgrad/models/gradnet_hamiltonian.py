@@ -46,21 +46,34 @@ class GradNetHamiltonian(NetHamiltonian):
     net : str
         One of `GRADNETS` (default ``gradnet-c``; Hamiltonians are rarely convex).
     hidden, depth : int
-        Width and depth (layers of a cascade, modules of a modular net).
+        Width and depth (layers of a cascade, modules of a modular net). Depth 6 by default:
+        at 4000 parameters it fitted the pendulum, spring and three-body better than the
+        paper's 4 (same parameters, narrower layers; BENCHMARKS.md §6).
     activation : str or None
-        Passed to the net; ``None`` keeps its default learnable activation.
+        Passed to the net (``None``: the net's own default). Default ``tanh-mix``, the
+        cascade's own default; a modular net's own, one ``softmax-mix`` pair per module, fitted
+        the pendulum at −25.8 dB derivative error where ``tanh-mix`` reached −33.7 dB
+        (BENCHMARKS.md §6). Configs saved with ``None`` still rebuild what they trained.
     normalize : bool
         Fit mean / scale / energy scale on the training split (see
         `hamgrad.models.normalization`).
+    features : str
+        Input map, a name in `hamgrad.models.FEATURES`: ``affine`` (per-coordinate
+        normalisation) or ``pairwise`` (pair distances of particles; needs ``space_dim``).
+        `hamgrad.training.train` picks ``pairwise`` for particle datasets unless given.
+    space_dim : int
+        Spatial dimension of one particle (``pairwise`` only; 0 otherwise).
     """
 
     name = "gradnet"
     defaults: ClassVar[dict[str, Any]] = {
         "net": "gradnet-c",
         "hidden": 64,
-        "depth": 4,
-        "activation": None,
+        "depth": 6,
+        "activation": "tanh-mix",
         "normalize": True,
+        "features": "affine",
+        "space_dim": 0,
     }
     allowed_nets: ClassVar[tuple[str, ...]] = GRADNETS
 
@@ -82,8 +95,11 @@ class SeparableGradNetHamiltonian(HamiltonianModel):
     kinetic_net : str
         A monotone entry of `GRADNETS` for ∇T (default ``mgradnet-m``, which fitted
         quadratic kinetic energies much faster than ``mgradnet-c`` in our runs).
-    hidden, depth, activation, normalize
-        As in `GradNetHamiltonian`, shared by both nets.
+    hidden, depth, activation, normalize, features, space_dim
+        As in `GradNetHamiltonian`, shared by both nets (the features of ``q`` feed the
+        potential net, those of ``p`` the kinetic net), except that ``activation`` defaults to
+        None, each net's own: ``tanh-mix`` for both nets made the three-body fit worse (state
+        error @100 −39.4 instead of −52.0 dB, seed 0; BENCHMARKS.md §6).
     """
 
     name = "separable-gradnet"
@@ -91,9 +107,11 @@ class SeparableGradNetHamiltonian(HamiltonianModel):
         "potential_net": "gradnet-c",
         "kinetic_net": "mgradnet-m",
         "hidden": 64,
-        "depth": 4,
+        "depth": 6,
         "activation": None,
         "normalize": True,
+        "features": "affine",
+        "space_dim": 0,
     }
     default_integrator = "yoshida4"
     train_integrator = "leapfrog"
@@ -103,7 +121,13 @@ class SeparableGradNetHamiltonian(HamiltonianModel):
         super().__init__(dof, generator, **hparams)
         h = self.hparams
         self.potential_net = build_net(
-            h["potential_net"], dof, h["hidden"], h["depth"], h["activation"], GRADNETS, generator
+            h["potential_net"],
+            self.normalizer.q_features,
+            h["hidden"],
+            h["depth"],
+            h["activation"],
+            GRADNETS,
+            generator,
         )
         self.kinetic_net = build_net(
             h["kinetic_net"],
@@ -117,13 +141,13 @@ class SeparableGradNetHamiltonian(HamiltonianModel):
 
     def dH_dq(self, q: Tensor, p: Tensor) -> Tensor:
         """∇V(q), shape ``[..., dof]``; does not read ``p``."""
-        factor = self.normalizer.gradient_factor()[: self.dof]
-        return self.potential_net(self.normalizer.encode_q(q)) * factor
+        n = self.normalizer
+        return n.chain_q(q, self.potential_net(n.encode_q(q)))
 
     def dH_dp(self, q: Tensor, p: Tensor) -> Tensor:
         """∇T(p), shape ``[..., dof]``; does not read ``q``."""
-        factor = self.normalizer.gradient_factor()[self.dof :]
-        return self.kinetic_net(self.normalizer.encode_p(p)) * factor
+        n = self.normalizer
+        return n.chain_p(p, self.kinetic_net(n.encode_p(p)))
 
     def grad_H(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
         """``(∇V(q), ∇T(p))``, shapes ``[..., dof]``."""

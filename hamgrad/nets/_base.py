@@ -90,6 +90,29 @@ class FieldNet(nn.Module, ABC):
                 f"got shape {tuple(x.shape)}"
             )
 
+    def _accept_per_layer_activation_keys(self) -> None:
+        """Let `load_state_dict` read checkpoints whose ``act`` was one module per layer.
+
+        Up to version 0.2 the GradNets held a ``ModuleList`` of activations (keys
+        ``act.<i>.<name>``, one tensor per layer or module); they now hold one bank
+        (``act.<name>``, the same tensors stacked on a leading axis). The hook stacks the old
+        keys, so runs saved before still load and give the same field.
+        """
+
+        def stack_old_keys(
+            module: nn.Module, state_dict: dict[str, Tensor], prefix: str, *args: object
+        ) -> None:
+            head = f"{prefix}act."
+            per_name: dict[str, dict[int, Tensor]] = {}
+            for key in [k for k in state_dict if k.startswith(head)]:
+                index, _, name = key[len(head) :].partition(".")
+                if index.isdigit() and name:
+                    per_name.setdefault(name, {})[int(index)] = state_dict.pop(key)
+            for name, parts in per_name.items():
+                state_dict[head + name] = torch.stack([parts[i] for i in sorted(parts)])
+
+        self.register_load_state_dict_pre_hook(stack_old_keys)
+
     def forward(self, x: Tensor) -> Tensor:
         """Evaluate the field at ``x`` ``[..., dim]``; returns ``[..., dim]``."""
         self._check_input(x)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hamgrad.nets._base import FieldNet, centred_, resolve_depth, uniform_
+from hamgrad.nets._fused import cascade_tanh, mm_skinny
 from hamgrad.nets.activations import get_activation
 
 __all__ = ["GradNetC", "GradNetM", "MGradNetC", "MGradNetM"]
@@ -77,12 +78,16 @@ class _Cascade(FieldNet):
         self.alpha = nn.Parameter(_scale_init((L, h), self.monotone, generator))
         self.beta = nn.Parameter(_scale_init((L, h), self.monotone, generator))
         self.b_out = nn.Parameter(centred_((d,), 1.0 / math.sqrt(h), generator))
-        self.act = nn.ModuleList(
-            get_activation(
-                activation, h, monotone=self.monotone, elementwise=True, owner=type(self).__name__
-            )
-            for _ in range(L)
+        # One bank holds the activations of all L layers (parameters [L, h]).
+        self.act = get_activation(
+            activation,
+            h,
+            monotone=self.monotone,
+            elementwise=True,
+            owner=type(self).__name__,
+            copies=L,
         )
+        self._accept_per_layer_activation_keys()
 
     def _scales(self) -> tuple[Tensor, Tensor]:
         if self.monotone:
@@ -91,14 +96,22 @@ class _Cascade(FieldNet):
 
     def _field(self, x: Tensor) -> Tensor:
         alpha, beta = self._scales()
+        form = self.act.tanh_form()
+        if form is not None:  # tanh-mix, tanh, identity: the fused kernel
+            c1, c2 = (
+                torch.as_tensor(c, dtype=x.dtype, device=x.device).expand_as(alpha) for c in form
+            )
+            flat = x.reshape(-1, self.dim)
+            f = cascade_tanh(flat, self.W, self.b, alpha, beta, c1, c2, self.b_out)
+            return f.reshape(x.shape)
         u = F.linear(x, self.W)  # Wx, shared by every layer
         # β_l ⊙ (Wx + b_l) for all layers in one op: [..., L, h].
         # (unbind, not indexing: its backward is one stack, not L zero-filled full copies.)
         pre = torch.addcmul(beta * self.b, beta, u.unsqueeze(-2)).unbind(-2)
         z = pre[0]
         for l in range(1, self.depth):
-            z = torch.addcmul(pre[l], alpha[l - 1], self.act[l - 1](z))
-        out = alpha[-1] * self.act[-1](z)
+            z = torch.addcmul(pre[l], alpha[l - 1], self.act.at(z, l - 1))
+        out = alpha[-1] * self.act.at(z, self.depth - 1)
         return out @ self.W + self.b_out  # Wᵀ(·): the same W, so the Jacobian is symmetric
 
 
@@ -167,17 +180,23 @@ class _Modular(FieldNet):
         self.beta = nn.Parameter(uniform_((K,), 0.0, 1.0, generator))
         self.alpha = nn.Parameter(_scale_init((K,), self.monotone, generator))
         self.b_out = nn.Parameter(centred_((d,), 1.0 / math.sqrt(h), generator))
-        self.act = nn.ModuleList(
-            get_activation(activation, h, monotone=self.monotone, owner=type(self).__name__)
-            for _ in range(K)
+        # One bank holds the activations of all K modules, applied in one call.
+        self.act = get_activation(
+            activation, h, monotone=self.monotone, owner=type(self).__name__, copies=K
         )
+        self._accept_per_layer_activation_keys()
 
     def _field(self, x: Tensor) -> Tensor:
+        K, h, d = self.W.shape
         a = F.softplus(self.alpha) if self.monotone else self.alpha
-        u = torch.einsum("...d,khd->...kh", x, self.W) + self.b
-        z = F.softplus(self.beta)[:, None] * u
-        s = torch.stack([act(z[..., k, :]) for k, act in enumerate(self.act)], dim=-2)
-        return torch.einsum("...kh,khd->...d", a[:, None] * s, self.W) + self.b_out
+        scale = F.softplus(self.beta)[:, None]
+        flat = x.reshape(-1, d)
+        # Every module's W_k x in one matmul: [N, K·h] viewed as [N, K, h].
+        u = F.linear(flat, self.W.reshape(K * h, d)).view(-1, K, h)
+        s = self.act(torch.addcmul(scale * self.b, scale, u))  # σ_k(softplus(β_k)(W_k x + b_k))
+        # Σ_k a_k W_kᵀ s_k: the module weights folded into W, again one matmul.
+        weights = (a[:, None, None] * self.W).reshape(K * h, d)
+        return (mm_skinny(s.reshape(-1, K * h), weights) + self.b_out).reshape(x.shape)
 
 
 class GradNetM(_Modular):

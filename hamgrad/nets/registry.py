@@ -49,9 +49,13 @@ def count_parameters(module: nn.Module) -> int:
 
 
 def hidden_for_budget(
-    build: Callable[[int], nn.Module] | str, budget: int, *args: Any, **kwargs: Any
+    build: Callable[[int], nn.Module] | str,
+    budget: int,
+    *args: Any,
+    tolerance: float | None = None,
+    **kwargs: Any,
 ) -> int:
-    """Largest ``hidden`` whose module ``build(hidden)`` has at most ``budget`` parameters.
+    """The width ``hidden`` at which ``build(hidden)`` has ``budget`` trainable parameters.
 
     The one budget-matching rule of the package: benchmarks compare models at matched
     parameter budgets with it. Modules are built on the ``meta`` device (shapes only, no
@@ -64,7 +68,12 @@ def hidden_for_budget(
         Builds the module at a given width, e.g.
         ``lambda h: get_model("hnn", dof=1, hidden=h, depth=3)``.
     budget : int
-        Maximum number of trainable parameters (`count_parameters`).
+        Target number of trainable parameters (`count_parameters`).
+    tolerance : float, optional
+        Without it: the largest width whose count is at most ``budget``. With it: the width
+        whose count is *closest* to ``budget`` (that width or the next), which must lie within
+        ``tolerance · budget`` of it; models of one comparison then all match the budget to
+        that relative tolerance, above or below.
 
     Returns
     -------
@@ -74,7 +83,7 @@ def hidden_for_budget(
     Raises
     ------
     ConfigError
-        Bad budget, or even ``hidden=1`` exceeds it.
+        Bad budget, even ``hidden=1`` exceeds it, or no width is within ``tolerance``.
 
     Notes
     -----
@@ -99,7 +108,7 @@ def hidden_for_budget(
         with torch.device("meta"):
             return count_parameters(build(h))
 
-    if count(1) > budget:
+    if count(1) > budget and tolerance is None:
         raise ConfigError(
             f"hidden_for_budget: budget={budget} is below the {count(1)} parameters of the "
             "module at hidden=1; expected a larger budget"
@@ -107,7 +116,15 @@ def hidden_for_budget(
     lo, hi = 1, 2
     while count(hi) <= budget:  # exponential search for an upper bracket
         lo, hi = hi, 2 * hi
-    while hi - lo > 1:  # invariant: count(lo) <= budget < count(hi)
+    while hi - lo > 1:  # invariant: count(lo) <= budget < count(hi), or lo = 1
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if count(mid) <= budget else (lo, mid)
-    return lo
+    if tolerance is None:
+        return lo
+    best = min((lo, lo + 1), key=lambda h: abs(count(h) - budget))
+    if abs(count(best) - budget) > tolerance * budget:
+        raise ConfigError(
+            f"hidden_for_budget: no width has {budget} parameters within ±{tolerance:.0%}: the "
+            f"closest, hidden={best}, has {count(best)}; expected a larger budget"
+        )
+    return best

@@ -25,7 +25,7 @@ import dataclasses
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,12 +37,40 @@ from hamgrad.integrators import get_integrator
 from hamgrad.integrators.registry import check_adjoint
 from hamgrad.models import MODELS
 from hamgrad.run import check_run_name
+from hamgrad.training.distributed import BACKENDS
+from hamgrad.training.samples import DEFAULT_BUFFER_BYTES
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "parse_loss"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "fused_optimizer", "parse_loss"]
 
+
+def fused_optimizer(
+    cls: Callable[..., torch.optim.Optimizer],
+) -> Callable[..., torch.optim.Optimizer]:
+    """A builder of optimizer ``cls`` (Adam, AdamW) that asks for torch's fused kernel.
+
+    ``fused=True`` runs the whole update as one kernel over all parameters (CPU and CUDA, torch
+    >= 2.4); on a device or dtype without it, torch refuses and the plain version is built.
+    The update is the same algorithm; results agree to round-off, not bit for bit.
+    """
+
+    def build(params: Iterable[Any], **kwargs: Any) -> torch.optim.Optimizer:
+        params = list(params)
+        try:
+            return cls(params, fused=True, **kwargs)
+        except RuntimeError:
+            return cls(params, **kwargs)
+
+    name = getattr(cls, "__name__", "optimizer")
+    build.__name__ = build.__qualname__ = f"fused_{name}"
+    build.__doc__ = f"`torch.optim.{name}` with ``fused=True`` where supported."
+    return build
+
+
+#: Optimizers by name: builders ``(params, lr=, weight_decay=) -> Optimizer``, fused where the
+#: device has the kernel (`fused_optimizer`).
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
+    "adam": fused_optimizer(torch.optim.Adam),
+    "adamw": fused_optimizer(torch.optim.AdamW),
 }
 
 
@@ -127,6 +155,20 @@ class TrainConfig:
     threads : int
         CPU threads for torch (0 keeps torch's default; see `hamgrad._device.set_threads` for
         why the default is 1).
+    compile : bool
+        Compile the loss and its backward with `torch.compile` (`hamgrad.training.step`);
+        the compile time is recorded in the first epoch's metrics row (``compile_s``).
+    buffer_mib : float
+        MiB of training samples held in memory at once: a split that fits is read once and
+        kept, a larger one is streamed from the file in blocks of trajectories, shuffled
+        block-wise and within buffers of `hamgrad.training.samples.BLOCKS_PER_BUFFER`
+        blocks. Part of the run's definition (it sets the sample order), not a cache knob.
+    backend : str
+        ``torch.distributed`` backend under ``torchrun``: ``auto`` (NCCL for CUDA, gloo for
+        CPU), ``gloo`` or ``nccl``. Unused by a single process.
+    dist_timeout : float
+        Seconds a process waits for the others in a collective (and in the rendezvous) before
+        it gives up; bounds how long the others hang when one stops responding.
     """
 
     data: str | None = None
@@ -152,6 +194,10 @@ class TrainConfig:
     name: str | None = None
     init: str | None = None
     threads: int = 1
+    compile: bool = False
+    buffer_mib: float = DEFAULT_BUFFER_BYTES / 2**20
+    backend: str = "auto"
+    dist_timeout: float = 600.0
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -258,6 +304,12 @@ class TrainConfig:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         check_int("seed", self.seed, minimum=0)
         check_int("threads", self.threads, minimum=0)
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"compile must be true or false, got {self.compile!r}")
+        check_finite("buffer_mib", self.buffer_mib, positive=True)
+        if self.backend not in BACKENDS:
+            raise unknown_name("backend", str(self.backend), BACKENDS)
+        check_finite("dist_timeout", self.dist_timeout, positive=True)
         if self.name is not None:
             check_run_name(self.name)
         if self.init is not None and (not isinstance(self.init, str) or not self.init):

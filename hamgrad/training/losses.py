@@ -14,20 +14,19 @@ at once; nothing loops over samples in Python.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, Protocol
+from abc import ABC, abstractmethod
+from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from hamgrad.data import Split
+from hamgrad.data import TrajectorySource
 from hamgrad.errors import ConfigError
 from hamgrad.integrators import Integrator, rollout
 from hamgrad.integrators.registry import check_adjoint
 from hamgrad.models import LearnedModel
 from hamgrad.training.config import parse_loss
+from hamgrad.training.samples import DEFAULT_BUFFER_BYTES, SampleSet
 
 __all__ = ["DerivativeLoss", "Loss", "RolloutLoss", "SampleSet", "build_loss", "has_derivatives"]
 
@@ -35,85 +34,75 @@ __all__ = ["DerivativeLoss", "Loss", "RolloutLoss", "SampleSet", "build_loss", "
 AUTO_ROLLOUT_STEPS = 4
 
 
-@dataclass
-class SampleSet:
-    """Tensors sharing a leading sample axis, served in (shuffled) batches.
+def has_derivatives(split: TrajectorySource) -> bool:
+    """True when a split (`hamgrad.data.Split` or `SplitReader`) stores ``dq_dt`` and ``dp_dt``."""
+    return {"dq_dt", "dp_dt"} <= set(split.fields)
 
-    Attributes
-    ----------
-    tensors : dict of str to Tensor
-        Each ``[n, ...]`` with the same ``n``.
+
+class Loss(ABC):
+    """What the training loop needs from a loss: its samples and the loss of each.
+
+    A sample is a window of ``window`` consecutive states (None: a single state) carrying the
+    dataset arrays ``fields``. The training loop sums `errors` (so that distributed ranks add
+    up to the mean of a global batch); calling the loss gives the mean over a batch.
     """
 
-    tensors: dict[str, Tensor]
-
-    def __len__(self) -> int:
-        return next(iter(self.tensors.values())).shape[0]
-
-    def batches(
-        self, batch_size: int, generator: torch.Generator | None = None
-    ) -> Iterator[dict[str, Tensor]]:
-        """Yield batches; shuffled with ``generator`` when given, else in order."""
-        n = len(self)
-        if generator is None:
-            order = torch.arange(n)
-        else:
-            order = torch.randperm(n, generator=generator)
-        device = next(iter(self.tensors.values())).device
-        for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size].to(device)
-            yield {k: v.index_select(0, idx) for k, v in self.tensors.items()}
-
-
-def _tensor(x: Any, dtype: torch.dtype, device: torch.device) -> Tensor:
-    return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
-
-
-def has_derivatives(split: Split) -> bool:
-    """True when a `hamgrad.data.Split` stores both ``dq_dt`` and ``dp_dt``."""
-    return split.dq_dt is not None and split.dp_dt is not None
-
-
-class Loss(Protocol):
-    """What the training loop needs from a loss."""
-
     spec: str
+    fields: tuple[str, ...]
+    window: int | None
 
-    def samples(self, split: Split, dtype: torch.dtype, device: torch.device) -> SampleSet:
-        """Training samples from a `hamgrad.data.Split`."""
-        ...
+    @abstractmethod
+    def check(self, split: TrajectorySource) -> None:
+        """Raise `ConfigError` when ``split`` cannot give this loss's samples."""
+
+    @abstractmethod
+    def errors(self, model: LearnedModel, batch: dict[str, Tensor]) -> Tensor:
+        """Loss of each sample of the batch, shape ``[n]`` (``n`` may be 0)."""
+
+    def samples(
+        self,
+        split: TrajectorySource,
+        dtype: torch.dtype,
+        device: torch.device,
+        buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+    ) -> SampleSet:
+        """Every window of the split (`SampleSet`), held or streamed within ``buffer_bytes``."""
+        self.check(split)
+        return SampleSet(split, self.fields, self.window, dtype, device, buffer_bytes)
 
     def __call__(self, model: LearnedModel, batch: dict[str, Tensor]) -> Tensor:
-        """Mean loss over the batch (0-dim tensor)."""
-        ...
+        return self.errors(model, batch).mean()
 
 
-class DerivativeLoss:
-    """Mean squared norm of the error in ``(dq/dt, dp/dt)`` over every stored state."""
+class DerivativeLoss(Loss):
+    """Mean squared norm of the error in ``(dq/dt, dp/dt)`` over every stored state.
+
+    Samples are single states with their derivatives: batches of ``[n, dof]`` per field.
+    """
 
     spec = "derivative"
+    fields = ("q", "p", "dq_dt", "dp_dt")
+    window = None
 
-    def samples(self, split: Split, dtype: torch.dtype, device: torch.device) -> SampleSet:
-        """Flatten ``q, p, dq_dt, dp_dt`` of ``[n_traj, n_t, dof]`` into ``[n_traj*n_t, dof]``."""
+    def check(self, split: TrajectorySource) -> None:
+        """The split must store ``dq_dt`` and ``dp_dt``."""
         if not has_derivatives(split):
             raise ConfigError(
                 "loss 'derivative' needs dq_dt and dp_dt in the dataset, which "
                 "this split lacks; expected a file with derivatives or "
                 "loss 'rollout:K'"
             )
-        names = ("q", "p", "dq_dt", "dp_dt")
-        return SampleSet(
-            {k: _tensor(getattr(split, k), dtype, device).flatten(0, 1) for k in names}
-        )
 
-    def __call__(self, model: LearnedModel, batch: dict[str, Tensor]) -> Tensor:
+    def errors(self, model: LearnedModel, batch: dict[str, Tensor]) -> Tensor:
+        """``|dq̂/dt - dq/dt|² + |dp̂/dt - dp/dt|²`` per sample, shape ``[n]``."""
         dq, dp = model.time_derivative(batch["q"], batch["p"])
-        err = (dq - batch["dq_dt"]).square().sum(-1) + (dp - batch["dp_dt"]).square().sum(-1)
-        return err.mean()
+        return (dq - batch["dq_dt"]).square().sum(-1) + (dp - batch["dp_dt"]).square().sum(-1)
 
 
-class RolloutLoss:
+class RolloutLoss(Loss):
     """Unroll ``k`` observation intervals of ``integrator`` from each state; match observations.
+
+    Samples are windows of ``k + 1`` consecutive observations: ``q, p`` of ``[n, k+1, dof]``.
 
     Parameters
     ----------
@@ -130,30 +119,26 @@ class RolloutLoss:
         the same gradient, memory independent of ``k``. The integrator must support it.
     """
 
+    fields = ("q", "p")
+
     def __init__(
         self, k: int, integrator: Integrator, dt: float, substeps: int = 1, adjoint: bool = False
     ) -> None:
         self.k, self.integrator, self.dt, self.substeps = k, integrator, dt, substeps
         self.adjoint = adjoint
         self.spec = f"rollout:{k}"
+        self.window = k + 1
 
-    def samples(self, split: Split, dtype: torch.dtype, device: torch.device) -> SampleSet:
-        """Every window of ``k + 1`` consecutive observations: ``q, p`` of ``[n, k+1, dof]``."""
-        q, p = _tensor(split.q, dtype, device), _tensor(split.p, dtype, device)
-        n_t = q.shape[1]
-        if n_t < self.k + 1:
+    def check(self, split: TrajectorySource) -> None:
+        """Trajectories must hold at least ``k + 1`` samples."""
+        if split.n_t < self.k + 1:
             raise ConfigError(
                 f"loss rollout:{self.k} needs trajectories of at least "
-                f"{self.k + 1} samples, got n_t={n_t}"
+                f"{self.k + 1} samples, got n_t={split.n_t}"
             )
 
-        def windows(x: Tensor) -> Tensor:
-            # unfold: [n_traj, n_t - k, dof, k + 1] -> [n_traj * (n_t - k), k + 1, dof]
-            return x.unfold(1, self.k + 1, 1).movedim(-1, -2).flatten(0, 1).contiguous()
-
-        return SampleSet({"q": windows(q), "p": windows(p)})
-
-    def __call__(self, model: LearnedModel, batch: dict[str, Tensor]) -> Tensor:
+    def errors(self, model: LearnedModel, batch: dict[str, Tensor]) -> Tensor:
+        """Mean over the ``k`` predicted states of ``|x̂_{i+k} - x_{i+k}|²``, shape ``[n]``."""
         q, p = batch["q"], batch["p"]
         traj = rollout(
             model,
@@ -166,13 +151,13 @@ class RolloutLoss:
             adjoint=self.adjoint,
         )
         err = (traj.q - q).square().sum(-1) + (traj.p - p).square().sum(-1)
-        return err[:, 1:].mean()
+        return err[:, 1:].mean(-1)
 
 
 def build_loss(
     spec: str,
     model: LearnedModel,
-    train_split: Split,
+    train_split: TrajectorySource,
     dt: float,
     method: str | Integrator | None = None,
     substeps: int = 1,
