@@ -57,7 +57,8 @@ def _schedules() -> list[str]:
 
 
 # Flags that map one-to-one onto `TrainConfig` fields (click name -> field). Defaults are None
-# so that only flags given explicitly override the TOML file and the built-in defaults.
+# so that only flags given explicitly override the TOML file and the built-in defaults; a
+# `bool` field becomes the pair --name/--no-name.
 _TRAIN_FLAGS: list[tuple[str, Any, str]] = [
     ("data", str, f"HDF5 dataset [default: {DEFAULT_DATA}, generated if missing]."),
     ("model", LazyChoice(_models), "Model."),
@@ -68,6 +69,11 @@ _TRAIN_FLAGS: list[tuple[str, Any, str]] = [
         "Integrator of the rollout loss [default: the model's].",
     ),
     ("substeps", click.IntRange(min=1), "Integrator steps per observation interval."),
+    (
+        "adjoint",
+        bool,
+        "Gradients of a rollout:K loss by the adjoint method: exact, memory flat in K.",
+    ),
     ("optimizer", LazyChoice(_optimizers), "Optimizer."),
     ("lr", float, "Learning rate."),
     ("weight_decay", float, "Weight decay."),
@@ -81,6 +87,7 @@ _TRAIN_FLAGS: list[tuple[str, Any, str]] = [
     ("seed", click.IntRange(min=0), "Seed of initialisation and shuffling."),
     ("runs_dir", str, "Parent directory of runs [default: runs]."),
     ("name", str, "Run directory name [default: a timestamp]."),
+    ("init", str, "Start from the weights of this run (its best.pt) or checkpoint file."),
     ("threads", click.IntRange(min=0), "CPU threads for torch (0: torch's default) [default: 1]."),
     (
         "buffer_mib",
@@ -108,9 +115,11 @@ _MODEL_FLAGS = [
 def _add_options(options):
     def decorate(fn):
         for name, kind, help_text in reversed(options):
-            fn = click.option(
-                f"--{name.replace('_', '-')}", name, type=kind, default=None, help=help_text
-            )(fn)
+            flag = f"--{name.replace('_', '-')}"
+            if kind is bool:  # --name/--no-name; None when neither is given
+                flag = f"{flag}/--no-{name.replace('_', '-')}"
+                kind = None
+            fn = click.option(flag, name, type=kind, default=None, help=help_text)(fn)
         return fn
 
     return decorate

@@ -18,10 +18,11 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor
 
 from hamgrad.errors import ConfigError, IntegratorError, check_finite
@@ -33,6 +34,7 @@ __all__ = [
     "derivative_fn",
     "has_gradient",
     "is_separable",
+    "pull_back",
 ]
 
 State = tuple[Any, ...]
@@ -65,6 +67,60 @@ class Stepper(ABC):
         Tao's stepper reports the separation of its phase-space copies here.
         """
         return None
+
+    def vjp(
+        self, q: Tensor, p: Tensor, grad_q: Tensor, grad_p: Tensor, params: Sequence[Tensor]
+    ) -> tuple[Tensor, Tensor, tuple[Tensor | None, ...]]:
+        """Pull the cotangent of one step back to its start (the discrete adjoint of a step).
+
+        With ``(q', p')`` the state one step after ``(q, p)`` and ``(grad_q, grad_p)`` the
+        gradient of a scalar loss with respect to ``(q', p')``, return its gradient with
+        respect to ``(q, p)`` and to each of ``params`` (None where a parameter does not enter
+        the step). `hamgrad.integrators.adjoint` calls this for methods that declare
+        `Integrator.supports_adjoint`; their step must be a function of ``(q, p)`` alone
+        (caches in the state allowed, as in `init`).
+
+        This default replays the step from ``(q, p)`` on a local autograd graph and
+        differentiates it: the exact vector-Jacobian product of the computed step. A stepper
+        overrides it when it knows a cheaper exact one (the implicit solve of
+        `hamgrad.integrators.implicit`).
+
+        Parameters
+        ----------
+        q, p : Tensor
+            Start of the step, shape ``[..., dof]`` (no gradient history needed).
+        grad_q, grad_p : Tensor
+            Cotangent of the end of the step, shape ``[..., dof]``.
+        params : sequence of Tensor
+            Leaf tensors the field depends on (its ``nn.Module`` parameters).
+
+        Returns
+        -------
+        (Tensor, Tensor, tuple of Tensor or None)
+            Cotangents of ``q``, ``p`` and of each parameter.
+        """
+        with torch.enable_grad():
+            q = q.detach().requires_grad_()
+            p = p.detach().requires_grad_()
+            q1, p1 = self.observe(self.advance(self.init(q, p)))
+            return pull_back((q1, p1), (q, p), (grad_q, grad_p), params)
+
+
+def pull_back(
+    outputs: Sequence[Tensor],
+    inputs: tuple[Tensor, Tensor],
+    cotangents: Sequence[Tensor],
+    params: Sequence[Tensor],
+) -> tuple[Tensor, Tensor, tuple[Tensor | None, ...]]:
+    """``cotangentsᵀ · ∂outputs/∂(inputs, params)`` on an existing graph (frees it).
+
+    Inputs the outputs do not depend on get zeros, parameters get None.
+    """
+    grads = torch.autograd.grad(outputs, (*inputs, *params), cotangents, allow_unused=True)
+    gq, gp = (
+        torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads[:2], strict=True)
+    )
+    return gq, gp, tuple(grads[2:])
 
 
 def has_gradient(field: object) -> bool:
@@ -135,6 +191,10 @@ class Integrator(ABC):
         the whole vector field, for methods that need both halves at once) as one.
     reference : str
         Citation.
+    supports_adjoint : bool (class attribute)
+        ``rollout(..., adjoint=True)`` may use this method: its step is a function of
+        ``(q, p)`` alone and its `Stepper.vjp` is exact, so `hamgrad.integrators.adjoint`
+        can replay and differentiate it one step at a time.
     """
 
     name: str
@@ -148,6 +208,8 @@ class Integrator(ABC):
 
     #: Names of the fields that `with_options` may change (the method's tunable options).
     option_names: ClassVar[tuple[str, ...]] = ()
+    #: Whether `hamgrad.integrators.adjoint` can differentiate a rollout of this method.
+    supports_adjoint: ClassVar[bool] = False
 
     @abstractmethod
     def stepper(self, field: object, dt: float, like: Tensor) -> Stepper:

@@ -54,6 +54,8 @@ class ExplicitRKIntegrator(Integrator):
 
     tableau: ButcherTableau
 
+    supports_adjoint = True  # a step is a map of (q, p), replayed exactly by Stepper.vjp
+
     @classmethod
     def from_tableau(cls, tableau: ButcherTableau) -> ExplicitRKIntegrator:
         """Wrap an explicit `ButcherTableau`."""

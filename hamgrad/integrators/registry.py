@@ -14,6 +14,11 @@ Non-symplectic references, any field (also ``time_derivative``-only ones): ``rk4
 ``torchdiffeq:<solver>`` for the solvers in `TORCHDIFFEQ_SOLVERS` (``euler``, ``midpoint``,
 ``rk4``, ``dopri5``, ``dopri8`` are registered; the others are built on request); options
 ``rtol``, ``atol`` for adaptive solvers.
+
+``rollout(..., adjoint=True)`` (`hamgrad.integrators.adjoint`) works with every method that
+declares ``supports_adjoint`` (`adjoint_methods`): the splitting, Gauss–Legendre and ``rk4``
+methods; Tao's (copies of phase space carried between steps) and torchdiffeq's (solved outside
+hamgrad) are refused by `check_adjoint`.
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ from hamgrad.integrators.tao import TaoIntegrator
 __all__ = [
     "ALIASES",
     "INTEGRATORS",
+    "adjoint_methods",
     "applicable_methods",
+    "check_adjoint",
     "check_applicable",
     "get_integrator",
     "method_names",
@@ -160,3 +167,29 @@ def register_integrator(integrator: Integrator) -> Integrator:
 def applicable_methods(field: object) -> list[str]:
     """Sorted names of the registered integrators that can integrate ``field``."""
     return sorted(name for name, m in INTEGRATORS.items() if m.applies_to(field))
+
+
+def adjoint_methods(field: object | None = None) -> list[str]:
+    """Sorted names of the registered integrators with `Integrator.supports_adjoint`.
+
+    With ``field``, only those that can also integrate it.
+    """
+    return sorted(
+        name
+        for name, m in INTEGRATORS.items()
+        if m.supports_adjoint and (field is None or m.applies_to(field))
+    )
+
+
+def check_adjoint(integrator: Integrator, field: object | None = None) -> None:
+    """Raise `IntegratorError` if ``integrator`` has no adjoint rollout, naming those that do.
+
+    Tao's methods carry copies of phase space from step to step and torchdiffeq solves outside
+    hamgrad, so their rollouts cannot be replayed one ``(q, p)`` step at a time.
+    """
+    if not integrator.supports_adjoint:
+        raise IntegratorError(
+            f"integrator {integrator.name!r} has no adjoint rollout (adjoint=True); methods "
+            f"with one{'' if field is None else ' that apply'}: "
+            f"{', '.join(adjoint_methods(field)) or 'none'}; or use adjoint=False (backprop)"
+        )

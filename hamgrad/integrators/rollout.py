@@ -11,8 +11,9 @@ from torch import Tensor
 
 from hamgrad._resources import check_memory
 from hamgrad.errors import ConfigError, IntegratorError, check_int
+from hamgrad.integrators.adjoint import adjoint_rollout
 from hamgrad.integrators.base import Integrator, State, Stepper, check_dt
-from hamgrad.integrators.registry import get_integrator
+from hamgrad.integrators.registry import check_adjoint, get_integrator
 
 __all__ = ["RolloutFailure", "Trajectory", "rollout"]
 
@@ -127,11 +128,13 @@ def _rollout_steps(
     n_last: int,
     every: int,
     progress: Callable[[int, int], None] | None,
+    keep: Callable[[int, Tensor, Tensor], None] | None = None,
 ) -> tuple[list[Tensor], list[Tensor], RolloutFailure | None]:
     """Generic loop: step, keep every ``every``-th state, check the state periodically.
 
     Returns the saved states so far and, if the rollout failed, why (the caller raises or
-    keeps the good part).
+    keeps the good part). ``keep(step, q, p)``, when given, sees every state stepped to
+    (the adjoint's checkpoints).
     """
     stepper = integ.stepper(field, dt, q0)
     state = stepper.init(q0, p0)
@@ -142,6 +145,8 @@ def _rollout_steps(
             state = stepper.advance(state)
         except IntegratorError as err:
             return qs, ps, _failure(k, k - 1, dt, f"failed at step {k}: {err}")
+        if keep is not None:
+            keep(k, *stepper.observe(state))
         if k % every == 0:
             q, p = stepper.observe(state)
             qs.append(q)
@@ -210,6 +215,8 @@ def rollout(
     *,
     on_failure: str = "raise",
     progress: Callable[[int, int], None] | None = None,
+    adjoint: bool = False,
+    checkpoint_every: int | None = None,
     **options: Any,
 ) -> Trajectory:
     """Integrate ``field`` from ``(q0, p0)`` for ``n_steps`` steps of size ``dt``.
@@ -241,6 +248,16 @@ def rollout(
     progress : callable, optional
         ``progress(step, n_steps)``, called every 256 steps (where the state is checked);
         for progress bars on long rollouts.
+    adjoint : bool
+        Differentiate by the discrete adjoint (`hamgrad.integrators.adjoint`) instead of
+        backpropagating through every step: the same gradient (to round-off for explicit
+        methods, to the solver tolerance for implicit ones), with memory independent of
+        ``n_steps`` beyond the saved states. Gradients reach ``q0``, ``p0`` and the trainable
+        parameters of an ``nn.Module`` field only (a field that uses other tensors requiring
+        grad is refused). Methods must declare `Integrator.supports_adjoint`.
+    checkpoint_every : int, optional
+        With ``adjoint``: steps between the states stored for the backward replay (default
+        ``ceil(sqrt(n_steps))``, the fewest stored states; see `hamgrad.integrators.adjoint`).
     **options
         Method options passed to `get_integrator`, e.g. ``tol=1e-14`` for ``gauss4`` or
         ``omega=20`` for ``tao2``.
@@ -251,7 +268,8 @@ def rollout(
         ``t`` of shape ``[n_saved]`` and ``q``, ``p`` of shape ``[..., n_saved, dof]`` with
         ``n_saved = n_steps // save_every + 1``; index 0 is the initial state at ``t = 0``.
         Only saved states are stored, so memory grows with ``n_saved``, not ``n_steps`` (with
-        autograd enabled, the graph of every step is kept for the backward pass).
+        autograd enabled and ``adjoint=False``, the graph of every step is kept for the
+        backward pass).
         Differentiable with respect to ``q0``, ``p0`` and the field's parameters.
 
     Raises
@@ -259,12 +277,22 @@ def rollout(
     ConfigError
         Bad arguments or unknown method/option.
     IntegratorError
-        The method does not apply to the field, an implicit solve failed (with the step), or the
-        state became non-finite (with the first non-finite step).
+        The method does not apply to the field, an implicit solve failed (with the step), the
+        state became non-finite (with the first non-finite step), or ``adjoint`` was asked of a
+        method without one (the message lists those that have one).
     """
     integ = get_integrator(method, field, **options)
     if on_failure not in ("raise", "stop"):
         raise ConfigError(f"on_failure must be 'raise' or 'stop', got {on_failure!r}")
+    if not isinstance(adjoint, bool):
+        raise ConfigError(f"adjoint must be True or False, got {adjoint!r}")
+    if adjoint:
+        check_adjoint(integ, field)
+    elif checkpoint_every is not None:
+        raise ConfigError(
+            f"checkpoint_every={checkpoint_every!r} applies only with adjoint=True; "
+            "expected adjoint=True or no checkpoint_every"
+        )
     _check_state(q0, p0)
     dt = check_dt(dt)
     n_steps = check_int("n_steps", n_steps, minimum=0)
@@ -272,18 +300,31 @@ def rollout(
     if not _finite(q0, p0):
         raise IntegratorError("rollout: initial state (step 0) is not finite")
     n_last = (n_steps // save_every) * save_every
-    _check_output_size(n_steps, n_last // save_every + 1, q0)
-    bulk = integ.integrate_saved(field, q0, p0, dt, n_last, save_every) if n_last > 0 else None
-    if bulk is not None:
+    n_saved = n_last // save_every + 1
+    _check_output_size(n_steps, n_saved, q0)
+
+    def stacked(qs: list[Tensor], ps: list[Tensor], failure: RolloutFailure | None):
+        last_good = n_last if failure is None else failure.last_good_step
+        q = _keep_good(qs, n_saved, save_every, last_good)
+        return q, _keep_good(ps, n_saved, save_every, last_good), failure
+
+    def stepped(keep: Callable[[int, Tensor, Tensor], None] | None = None):
+        return stacked(
+            *_rollout_steps(integ, field, q0, p0, dt, n_last, save_every, progress, keep)
+        )
+
+    try_bulk = n_last > 0 and not adjoint
+    bulk = integ.integrate_saved(field, q0, p0, dt, n_last, save_every) if try_bulk else None
+    if adjoint:
+        q, p, failure = adjoint_rollout(
+            integ, field, q0, p0, dt, save_every, n_last, stepped, checkpoint_every
+        )
+    elif bulk is not None:
         failure = _check_bulk(integ, field, *bulk, dt, save_every)
-        qs, ps = list(bulk[0].unbind(0)), list(bulk[1].unbind(0))
+        q, p, _ = stacked(list(bulk[0].unbind(0)), list(bulk[1].unbind(0)), failure)
     else:
-        qs, ps, failure = _rollout_steps(integ, field, q0, p0, dt, n_last, save_every, progress)
+        q, p, failure = stepped()
     if failure is not None and on_failure == "raise":
         raise IntegratorError(f"rollout with {integ.name!r}: {failure.reason}")
-    n_saved = n_last // save_every + 1
-    last_good = n_last if failure is None else failure.last_good_step
-    q = _keep_good(qs, n_saved, save_every, last_good)
-    p = _keep_good(ps, n_saved, save_every, last_good)
     t = torch.arange(0, n_last + 1, save_every, dtype=q0.dtype, device=q0.device) * dt
     return Trajectory(t=t, q=q, p=p, method=integ.name, failure=failure)

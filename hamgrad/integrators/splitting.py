@@ -71,6 +71,8 @@ class SplittingIntegrator(Integrator):
 
     tableau: SplittingTableau
 
+    supports_adjoint = True  # a step is a map of (q, p); caches are recomputed
+
     @classmethod
     def from_tableau(cls, tableau: SplittingTableau) -> SplittingIntegrator:
         """Wrap a validated `SplittingTableau` as an integrator."""

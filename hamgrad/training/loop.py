@@ -39,7 +39,7 @@ from torch.nn.parallel import DistributedDataParallel
 from hamgrad._atomic import write_json, write_jsonl
 from hamgrad._device import DTYPES, default_dtype, resolve_device, set_threads
 from hamgrad._resources import check_memory
-from hamgrad.checkpoint import load_checkpoint, save_checkpoint
+from hamgrad.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from hamgrad.data import DatasetReader, open_dataset
 from hamgrad.errors import CheckpointError, ConfigError, HamgradError
 from hamgrad.models import LearnedModel, get_model, hparams_for_data
@@ -306,6 +306,7 @@ def _build(config: TrainConfig, device: torch.device, stack: ExitStack) -> _Setu
         dataset.dt,
         config.integrator,
         config.substeps,
+        adjoint=config.adjoint,
         **config.integrator_options,
     )
     buffer = int(config.buffer_mib * 2**20)
@@ -416,6 +417,9 @@ def train(
         setup = ranks.together(lambda: _build(config, device, stack))
         _fit_normalization(setup, ranks)
         model, optimizer, generator = setup.model, setup.optimizer, setup.generator
+        if config.init is not None and resume is None:
+            # Every rank reads the same file; replaces the statistics fitted above too.
+            ranks.together(lambda: _load_init(model, str(config.init)))
 
         def claim() -> Path:
             run = (
@@ -507,6 +511,26 @@ def train(
         stop_reason=stop_reason,
         loss=setup.loss.spec,
     )
+
+
+def _load_init(model: LearnedModel, init: str) -> None:
+    """Start from the weights (and normalisation) of run or checkpoint ``init``."""
+    path = find_checkpoint(init, "best")
+    ckpt = load_checkpoint(path)
+    try:
+        saved = json.loads(ckpt["model_config"])
+    except (TypeError, json.JSONDecodeError):
+        saved = None
+    if saved != model.config():
+        raise CheckpointError(
+            f"init checkpoint {path} holds model {saved}; expected the model of this run, "
+            f"{model.config()}"
+        )
+    try:
+        model.load_state_dict(ckpt["model_state"])  # copies into this run's dtype and device
+    except (RuntimeError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"init checkpoint {path}: weights do not fit ({first})") from None
 
 
 def _save_epoch(

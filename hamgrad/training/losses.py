@@ -23,6 +23,7 @@ from torch import Tensor
 from hamgrad.data import TrajectorySource
 from hamgrad.errors import ConfigError
 from hamgrad.integrators import Integrator, rollout
+from hamgrad.integrators.registry import check_adjoint
 from hamgrad.models import LearnedModel
 from hamgrad.training.config import parse_loss
 from hamgrad.training.samples import DEFAULT_BUFFER_BYTES, SampleSet
@@ -113,12 +114,18 @@ class RolloutLoss(Loss):
         Observation interval of the data (time units).
     substeps : int
         Integrator steps per observation interval (step ``dt / substeps``).
+    adjoint : bool
+        Differentiate the unroll by the discrete adjoint (``rollout(..., adjoint=True)``):
+        the same gradient, memory independent of ``k``. The integrator must support it.
     """
 
     fields = ("q", "p")
 
-    def __init__(self, k: int, integrator: Integrator, dt: float, substeps: int = 1) -> None:
+    def __init__(
+        self, k: int, integrator: Integrator, dt: float, substeps: int = 1, adjoint: bool = False
+    ) -> None:
         self.k, self.integrator, self.dt, self.substeps = k, integrator, dt, substeps
+        self.adjoint = adjoint
         self.spec = f"rollout:{k}"
         self.window = k + 1
 
@@ -141,6 +148,7 @@ class RolloutLoss(Loss):
             self.k * self.substeps,
             method=self.integrator,
             save_every=self.substeps,
+            adjoint=self.adjoint,
         )
         err = (traj.q - q).square().sum(-1) + (traj.p - p).square().sum(-1)
         return err[:, 1:].mean(-1)
@@ -153,13 +161,16 @@ def build_loss(
     dt: float,
     method: str | Integrator | None = None,
     substeps: int = 1,
+    *,
+    adjoint: bool = False,
     **options: Any,
 ) -> Loss:
     """The loss named by ``spec`` (``auto`` / ``derivative`` / ``rollout:K``) for this data.
 
     ``auto`` is ``derivative`` when the training split stores derivatives, else
     ``rollout:4``. The rollout integrator (``method`` with ``options``) defaults to the
-    model's ``train_integrator``; it is resolved and checked to apply here, once.
+    model's ``train_integrator``; it is resolved and checked to apply here, once, and with
+    ``adjoint`` checked to support the adjoint (`hamgrad.integrators.adjoint`).
     """
     kind, k = parse_loss(spec)
     if kind == "auto":
@@ -167,5 +178,13 @@ def build_loss(
             ("derivative", 0) if has_derivatives(train_split) else ("rollout", AUTO_ROLLOUT_STEPS)
         )
     if kind == "derivative":
+        if adjoint:
+            raise ConfigError(
+                f"adjoint differentiates a rollout:K loss, but loss {spec!r} is the derivative "
+                "loss here; expected loss 'rollout:K' or no adjoint"
+            )
         return DerivativeLoss()
-    return RolloutLoss(k, model.integrator(method, training=True, **options), dt, substeps)
+    integrator = model.integrator(method, training=True, **options)
+    if adjoint:
+        check_adjoint(integrator, model)
+    return RolloutLoss(k, integrator, dt, substeps, adjoint)
