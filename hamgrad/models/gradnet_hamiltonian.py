@@ -47,13 +47,14 @@ class GradNetHamiltonian(NetHamiltonian):
         One of `GRADNETS` (default ``gradnet-c``; Hamiltonians are rarely convex).
     hidden, depth : int
         Width and depth (layers of a cascade, modules of a modular net). Depth 6 by default:
-        at 4000 parameters it fitted the pendulum, spring and three-body better than the
-        paper's 4 (same parameters, narrower layers; BENCHMARKS.md §6).
+        at 4000 parameters it reached a lower derivative error than shallower cascades of the
+        same size on the pendulum and the spring (single-seed trials, BENCHMARKS.md §6.4).
     activation : str or None
         Passed to the net (``None``: the net's own default). Default ``tanh-mix``, the
-        cascade's own default; a modular net's own, one ``softmax-mix`` pair per module, fitted
-        the pendulum at −25.8 dB derivative error where ``tanh-mix`` reached −33.7 dB
-        (BENCHMARKS.md §6). Configs saved with ``None`` still rebuild what they trained.
+        cascade's own default, for modular nets too (their own default, one ``softmax-mix``
+        pair per module, fitted the pendulum worse in a single-seed trial during issue 11
+        whose numbers were not kept). Configs saved with ``None`` still rebuild what they
+        trained.
     normalize : bool
         Fit mean / scale / energy scale on the training split (see
         `hamgrad.models.normalization`).
@@ -98,8 +99,9 @@ class SeparableGradNetHamiltonian(HamiltonianModel):
     hidden, depth, activation, normalize, features, space_dim
         As in `GradNetHamiltonian`, shared by both nets (the features of ``q`` feed the
         potential net, those of ``p`` the kinetic net), except that ``activation`` defaults to
-        None, each net's own: ``tanh-mix`` for both nets made the three-body fit worse (state
-        error @100 −39.4 instead of −52.0 dB, seed 0; BENCHMARKS.md §6).
+        None, each net's own: ``tanh-mix`` for both nets made the three-body fit worse in a
+        single-seed trial (numbers not kept; the default's −52.0 dB state error @100 is in
+        BENCHMARKS.md §6.4).
     """
 
     name = "separable-gradnet"

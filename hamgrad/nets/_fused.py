@@ -30,7 +30,7 @@ the reference cascade (tests/test_nets_fused.py).
 
 Matrix products with a skinny factor (``d`` = 2–24 columns) are written as ``(Bᵀ Aᵀ)ᵀ``: for
 ``[N, h] @ [h, d]`` and ``[h, N] @ [N, d]`` that layout is 2–6× faster in MKL on this machine at
-``d ≤ 6`` and within 10 % either way at ``d = 24`` (measured side by side, BENCHMARKS.md §6).
+``d ≤ 6`` and within 12 % either way at ``d = 24`` (measured side by side, BENCHMARKS.md §6).
 """
 
 from __future__ import annotations
