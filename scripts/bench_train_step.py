@@ -400,6 +400,13 @@ def _time_to(run: dict[str, Any], target: float) -> float | None:
     return None
 
 
+def _median_time(runs: list[dict[str, Any]], target: float) -> float:
+    """Median over seeds of the time to ``target``, an unreached seed counting as slower than
+    every reached one (``inf``)."""
+    times = [_time_to(r, target) for r in runs]
+    return statistics.median([t if t is not None else float("inf") for t in times])
+
+
 def format_tta(tta: dict[str, Any], reference_budget: int) -> str:
     """Markdown: per system, the HNN's target and each (variant, budget)'s median numbers."""
     groups = _bench.group(tta["runs"], "system", "model", "budget")
@@ -409,8 +416,7 @@ def format_tta(tta: dict[str, Any], reference_budget: int) -> str:
         if not ref:
             continue
         target = statistics.median(min(r["val_loss"]) for r in ref)
-        ref_times = [_time_to(r, target) for r in ref]
-        ref_time = statistics.median(t for t in ref_times if t is not None)
+        ref_time = _median_time(ref, target)  # the HNN row's own "time to target"
         header = [
             "model",
             "params",
@@ -424,10 +430,8 @@ def format_tta(tta: dict[str, Any], reference_budget: int) -> str:
         for (sys_, model, _), runs in groups.items():
             if sys_ != system:
                 continue
-            times = [_time_to(r, target) for r in runs]
-            reached = [t for t in times if t is not None]
-            # Median over seeds, an unreached seed counting as slower than every reached one.
-            med = statistics.median([t if t is not None else float("inf") for t in times])
+            reached = [t for r in runs if (t := _time_to(r, target)) is not None]
+            med = _median_time(runs, target)
             rows.append(
                 [
                     model,

@@ -66,3 +66,31 @@ def test_integrators_count_force_evaluations():
     assert rows["symplectic-euler"] == 1.0
     assert 3.0 <= rows["yoshida4"] < 3.1  # FSAL: 3 per step after the first
     assert rows["rk4"] == 4.0
+
+
+def test_time_to_accuracy_ratio_uses_one_median_for_every_row():
+    # Three HNN seeds, one of which never reaches the target: the HNN row and the reference
+    # it is divided by are the same statistic, so its ratio is 1.00 (it read 1.2 before).
+    ts = load_script("bench_train_step")
+
+    def run(model, losses):
+        return {
+            "system": "s",
+            "model": model,
+            "budget": 4000,
+            "params": 10,
+            "seed": 0,
+            "val_loss": losses,
+            "time_s": [1.0] * len(losses),
+        }
+
+    runs = [run("hnn", [1.0, 0.2, 0.2]), run("hnn", [1.0, 0.3, 0.25]), run("hnn", [1.0, 0.9, 0.8])]
+    runs.append(run("gradnet-c", [0.2, 0.1, 0.1]))
+    table = ts.format_tta({"runs": runs}, 4000)
+    rows = {
+        r.split("|")[1].strip(): r.split("|")[1:-1]
+        for r in table.splitlines()
+        if r.startswith("| ")
+    }
+    assert rows["hnn"][5].strip() == "1.00" and rows["hnn"][6].strip() == "2/3"
+    assert rows["gradnet-c"][5].strip() == "0.33"
