@@ -3,8 +3,8 @@
 The step is kept lean because on small models its fixed costs rival the network's own:
 
 - the optimizer is built fused where torch has the kernel
-  (`hamgrad.training.config.fused_optimizer`): one
-  multi-tensor kernel instead of ~10 small ones per parameter tensor;
+  (`hamgrad.training.config.fused_optimizer`): one multi-tensor kernel instead of ~10 small
+  ones per parameter tensor;
 - the step is split into `TrainStep.forward` and `TrainStep.update` so that the training loop
   can look at the loss in between: it reads the loss sum once per step (one host read, one
   device synchronisation on a GPU), refuses a non-finite loss *before* the update, and under
@@ -40,8 +40,8 @@ class Objective(torch.nn.Module):
     ----------
     model : LearnedModel
         The model being trained.
-    loss : callable
-        A `hamgrad.training.losses.Loss` (its ``errors(model, batch)`` gives ``[n]`` losses).
+    loss : Loss
+        Its ``errors(model, batch)`` gives the ``[n]`` per-sample losses.
     """
 
     def __init__(self, model: LearnedModel, loss: Loss) -> None:
