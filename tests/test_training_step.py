@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -75,3 +77,40 @@ def test_compiled_step_matches_the_eager_step():
         torch.testing.assert_close(losses[0], losses[1], rtol=1e-9, atol=1e-12)
     assert steps[0].compile_seconds is None
     assert steps[1].compile_seconds is not None and steps[1].compile_seconds > 0
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:torch")
+def test_train_with_compile_matches_eager_and_logs_the_compile_time(tmp_path):
+    # The loop's compiled path: the objective compiled once per batch size (the epoch's last,
+    # short batch recompiles), its compile time in the first metrics row only.
+    from test_training_helpers import make_dataset
+
+    from hamgrad.training import TrainConfig, train
+
+    data = make_dataset(tmp_path / "pend.h5", n_train=10, n_val=2)  # 300 samples: 2 batch sizes
+    runs = {}
+    for compile_ in (False, True):
+        config = TrainConfig.from_mapping(
+            {
+                "data": str(data),
+                "model": "gradnet",
+                "model_params": {"hidden": 8, "depth": 2},
+                "epochs": 2,
+                "batch_size": 128,
+                "dtype": "float64",
+                "device": "cpu",
+                "runs_dir": str(tmp_path),
+                "name": f"compiled-{compile_}",
+                "compile": compile_,
+            }
+        )
+        runs[compile_] = train(config)
+    rows = [
+        [json.loads(line) for line in (r.run_dir / "metrics.jsonl").read_text().splitlines()]
+        for r in (runs[False], runs[True])
+    ]
+    assert "compile_s" not in rows[0][0]
+    assert rows[1][0]["compile_s"] > 0 and "compile_s" not in rows[1][1]
+    for eager, compiled in zip(rows[0], rows[1], strict=True):
+        assert compiled["train_loss"] == pytest.approx(eager["train_loss"], rel=1e-9)
