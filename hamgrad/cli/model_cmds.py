@@ -72,7 +72,7 @@ _TRAIN_FLAGS: list[tuple[str, Any, str]] = [
     (
         "adjoint",
         bool,
-        "Gradients of a rollout:K loss by the adjoint method: exact, memory flat in K.",
+        "Gradients of a rollout:K loss by the adjoint method: exact, memory growing as sqrt(K).",
     ),
     ("optimizer", LazyChoice(_optimizers), "Optimizer."),
     ("lr", float, "Learning rate."),

@@ -3,7 +3,8 @@
 ``from hamgrad.integrators import rollout, INTEGRATORS, get_integrator, Trajectory, Integrator``.
 See `hamgrad.integrators.registry` for the registered names and what each guarantees,
 `hamgrad.integrators.adjoint` for ``rollout(..., adjoint=True)`` (exact gradients in memory
-independent of the number of steps) and `odeint` for a torchdiffeq-style call.
+that grows as the square root of the number of steps) and `odeint` for a torchdiffeq-style
+call.
 """
 
 from hamgrad.integrators.base import Integrator, Stepper, derivative_fn

@@ -1,4 +1,4 @@
-"""Exact gradients of a rollout in memory independent of its length: the discrete adjoint.
+"""The discrete adjoint: exact gradients of a rollout in memory growing as √(its length).
 
 Backpropagation through ``rollout`` keeps the graph of every step (and, for the implicit
 methods, of every fixed-point iteration), so its memory grows linearly with the number of

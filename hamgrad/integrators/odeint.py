@@ -78,7 +78,7 @@ def odeint(
         As in `rollout` (default ``yoshida4``: separable fields; ``gauss4`` for any
         Hamiltonian).
     adjoint : bool
-        Gradients by the discrete adjoint in constant memory (`hamgrad.integrators.adjoint`)
+        Gradients by the discrete adjoint in O(√steps) memory (`hamgrad.integrators.adjoint`)
         rather than by backpropagation: the same gradient, for methods with
         `Integrator.supports_adjoint`. Unlike ``torchdiffeq.odeint_adjoint``, it does not
         re-solve an adjoint ODE backwards, so it is exact for the fixed steps taken.

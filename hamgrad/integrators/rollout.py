@@ -251,10 +251,11 @@ def rollout(
     adjoint : bool
         Differentiate by the discrete adjoint (`hamgrad.integrators.adjoint`) instead of
         backpropagating through every step: the same gradient (to round-off for explicit
-        methods, to the solver tolerance for implicit ones), with memory independent of
-        ``n_steps`` beyond the saved states. Gradients reach ``q0``, ``p0`` and the trainable
-        parameters of an ``nn.Module`` field only (a field that uses other tensors requiring
-        grad is refused). Methods must declare `Integrator.supports_adjoint`.
+        methods, to the solver tolerance for implicit ones), with memory beyond the saved
+        states of about ``2·sqrt(n_steps)`` phase-space states instead of every step's graph.
+        Gradients reach ``q0``, ``p0`` and the trainable parameters of an ``nn.Module`` field
+        only (a field that uses other tensors requiring grad is refused). Methods must
+        declare `Integrator.supports_adjoint`.
     checkpoint_every : int, optional
         With ``adjoint``: steps between the states stored for the backward replay (default
         ``ceil(sqrt(n_steps))``, the fewest stored states; see `hamgrad.integrators.adjoint`).

@@ -133,7 +133,8 @@ class TrainConfig:
     adjoint : bool
         Differentiate the ``rollout:K`` loss by the discrete adjoint
         (``rollout(..., adjoint=True)``, `hamgrad.integrators.adjoint`): the same gradient as
-        backpropagation, in memory that does not grow with K, for about 1.5-2x the time.
+        backpropagation, in memory that grows as √K instead of K, for about backprop's time
+        (0.7-1.4x measured, BENCHMARKS.md §7).
         Needs an integrator that supports it (`hamgrad.integrators.adjoint_methods`).
     optimizer, lr, weight_decay, schedule, grad_clip
         Adam/AdamW, learning rate, weight decay, ``constant``/``cosine`` schedule and maximum

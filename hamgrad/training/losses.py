@@ -116,7 +116,7 @@ class RolloutLoss(Loss):
         Integrator steps per observation interval (step ``dt / substeps``).
     adjoint : bool
         Differentiate the unroll by the discrete adjoint (``rollout(..., adjoint=True)``):
-        the same gradient, memory independent of ``k``. The integrator must support it.
+        the same gradient, in memory growing as √k instead of k. The integrator must support it.
     """
 
     fields = ("q", "p")
