@@ -119,6 +119,19 @@ def test_every_model_and_loss_and_resume_across_process_counts(data, tmp_path):
     streamed = _config(data, runs1, "streamed", buffer_mib=0.001)
     train(TrainConfig.from_mapping(streamed))
     calls.append({"config": {**streamed, "runs_dir": str(runs2)}})
+    # The adjoint's parameter gradients come out of one autograd Function: DDP must see them.
+    adjoint = _config(
+        data,
+        runs1,
+        "adjoint",
+        model="separable-gradnet",
+        loss="rollout:3",
+        integrator="leapfrog",
+        adjoint=True,
+        epochs=1,
+    )
+    train(TrainConfig.from_mapping(adjoint))
+    calls.append({"config": {**adjoint, "runs_dir": str(runs2)}})
     # Resume: a 1-process run cut after epoch 1 is finished by 2 processes, and vice versa.
     reference = train(TrainConfig.from_mapping(_config(data, runs1, "full")))
 
@@ -132,7 +145,7 @@ def test_every_model_and_loss_and_resume_across_process_counts(data, tmp_path):
     calls.append({"config": _config(data, runs2, "cut2"), "stop_after": 1})
     ranks = spawn(2, {"calls": calls})
     assert [r.returncode for r in ranks] == [0, 0], ranks[0].stderr + ranks[1].stderr
-    for name in [f"{m}-{loss.replace(':', '')}" for m, loss in cases] + ["streamed"]:
+    for name in [f"{m}-{loss.replace(':', '')}" for m, loss in cases] + ["streamed", "adjoint"]:
         _assert_same_weights(runs1 / name, runs2 / name)
     assert load_checkpoint(runs2 / "cut2" / "last.pt")["epoch"] == 1
     train(resume=runs2 / "cut2")
