@@ -128,6 +128,19 @@ def test_init_starts_from_another_runs_weights(data, tmp_path):
     b = load_checkpoint(long.run_dir / "last.pt")["model_state"]
     for key, value in a.items():
         assert torch.allclose(value, b[key], rtol=0, atol=1e-9), key
+
+    # Interrupted before its first checkpoint, the run starts over, from the init weights
+    # again (it used to restart from the seeded random ones).
+    def stop(run_dir):
+        raise KeyboardInterrupt
+
+    cut = {**base, "name": "cut", "loss": "rollout:20", "adjoint": True, "epochs": 1}
+    cut |= {"lr": 1e-12, "init": str(short.run_dir)}
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig.from_mapping(cut), on_start=stop)
+    resumed = load_checkpoint(train(resume=tmp_path / "cut").run_dir / "last.pt")
+    for key, value in b.items():
+        assert torch.equal(value, resumed["model_state"][key]), key
     wider = {**base, "name": "wider", "init": str(short.run_dir)}
     wider["model_params"] = {"hidden": 7, "depth": 2}
     with pytest.raises(CheckpointError, match="expected the model of this run"):

@@ -417,8 +417,9 @@ def train(
         setup = ranks.together(lambda: _build(config, device, stack))
         _fit_normalization(setup, ranks)
         model, optimizer, generator = setup.model, setup.optimizer, setup.generator
-        if config.init is not None and resume is None:
-            # Every rank reads the same file; replaces the statistics fitted above too.
+        if config.init is not None and (resume is None or not RunPaths(Path(resume)).last.exists()):
+            # A new run, or one resumed before its first checkpoint (which starts over): every
+            # rank reads the same file; replaces the statistics fitted above too.
             ranks.together(lambda: _load_init(model, str(config.init)))
 
         def claim() -> Path:
