@@ -323,3 +323,20 @@ def test_bad_arguments(kwargs, match) -> None:
     q0, p0 = _start(1)
     with pytest.raises(ConfigError, match=match):
         rollout(Pendulum(), q0, p0, 0.05, 3, **kwargs)
+
+
+@pytest.mark.parametrize(("n_steps", "save_every"), [(0, 1), (3, 5)])
+def test_no_differentiated_step_gives_the_identity_gradient(n_steps, save_every) -> None:
+    """No step before the last saved state: q0 and p0 get the loss's own gradient, the
+    parameters zero, as with backprop (the backward sweep used to fail on an empty list)."""
+    f = FIELDS["separable-gradnet"]()
+    grads = []
+    for adjoint in (False, True):
+        q0, p0 = (x.clone().requires_grad_() for x in _start(2))
+        traj = rollout(f, q0, p0, 0.05, n_steps, "leapfrog", save_every, adjoint=adjoint)
+        loss = (torch.sin(traj.q) + traj.p**2).sum()
+        inputs = [q0, p0, *f.parameters()]
+        grads.append(torch.autograd.grad(loss, inputs, allow_unused=True, materialize_grads=True))
+    for backprop, adjoint in zip(*grads, strict=True):
+        assert torch.equal(backprop, adjoint)
+    assert all(not g.any() for g in grads[1][2:])  # no step: no parameter gradient

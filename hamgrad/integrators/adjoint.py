@@ -203,8 +203,11 @@ class _AdjointRollout(torch.autograd.Function):
         lam_q = torch.zeros_like(grad_q.select(-2, 0))
         lam_p = torch.zeros_like(lam_q)
         totals: list[Tensor | None] = [None] * len(params)
-        starts = sorted({*range(0, last, every), *range(0, last, sweep.checkpoint_every)})
-        for start, stop in reversed(list(zip(starts, [*starts[1:], last], strict=True))):
+        # Segment bounds: saved states and checkpoints up to the last good step (none when no
+        # step was taken or none lies before a saved state: the loop then does nothing).
+        bounds = [*sorted({*range(0, last, every), *range(0, last, sweep.checkpoint_every)})]
+        bounds.append(last)
+        for start, stop in reversed(list(zip(bounds[:-1], bounds[1:], strict=True))):
             states = [state_at(start)]
             with torch.no_grad():  # replay the segment: bit-identical to the forward pass
                 state = stepper.init(*states[0])
