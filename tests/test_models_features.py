@@ -15,6 +15,7 @@ import torch
 from test_models import hamiltonian_form_defect
 from test_training_helpers import _one_thread, make_dataset  # noqa: F401
 
+from hamgrad.checkpoint import load_checkpoint
 from hamgrad.data import load_dataset
 from hamgrad.errors import ConfigError
 from hamgrad.models import (
@@ -174,3 +175,50 @@ def test_training_on_particle_data_records_pairwise_features(tmp_path):
     assert saved["model"]["hparams"]["space_dim"] == 2
     assert saved["train"]["model_params"] == {"hidden": 8, "depth": 2}  # as the user gave it
     assert load_dataset(data).system in ("two-body", "kepler")
+
+
+def _as_before_features(run_dir) -> None:
+    """Edit a run's records into what hamgrad 0.1 wrote: no ``features``/``space_dim`` keys
+    (its models were always affine), in config.json and in the checkpoints."""
+    path = run_dir / "config.json"
+    saved = json.loads(path.read_text())
+    for key in ("features", "space_dim"):
+        saved["model"]["hparams"].pop(key)
+        saved["train"]["model_params"].pop(key, None)
+    path.write_text(json.dumps(saved))
+    for name in ("best.pt", "last.pt"):
+        ckpt = torch.load(run_dir / name, weights_only=True)
+        model = json.loads(ckpt["model_config"])
+        for key in ("features", "space_dim"):
+            model["hparams"].pop(key)
+        ckpt["model_config"] = json.dumps(model)
+        torch.save(ckpt, run_dir / name)
+
+
+def test_older_runs_without_features_resume_and_seed_new_runs(tmp_path):
+    # Resume and init rebuild the model a run was built with; today's data-driven default
+    # (pairwise, for this two-body data) used to replace it and refuse the checkpoint.
+    data = make_dataset(tmp_path / "kepler.h5", "two-body", n_train=4, n_val=2, n_steps=10)
+    base = {
+        "data": str(data),
+        "model_params": {"hidden": 8, "depth": 2, "features": "affine"},
+        "dtype": "float64",
+        "device": "cpu",
+        "runs_dir": str(tmp_path / "runs"),
+    }
+    whole = train(TrainConfig.from_mapping({**base, "name": "whole", "epochs": 2}))
+
+    def stop(epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig.from_mapping({**base, "name": "old", "epochs": 2}), on_epoch_end=stop)
+    _as_before_features(tmp_path / "runs" / "old")
+    resumed = train(resume=tmp_path / "runs" / "old")
+    a = load_checkpoint(whole.run_dir / "last.pt")["model_state"]
+    b = load_checkpoint(resumed.run_dir / "last.pt")["model_state"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    _as_before_features(whole.run_dir)
+    seeded = {**base, "name": "next", "epochs": 1, "init": str(whole.run_dir)}
+    assert train(TrainConfig.from_mapping(seeded)).epochs == 1

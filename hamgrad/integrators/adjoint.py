@@ -78,6 +78,7 @@ sec. VI.6 (symplecticity of the adjoint of a symplectic partitioned Runge–Kutt
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -205,9 +206,8 @@ class _AdjointRollout(torch.autograd.Function):
         totals: list[Tensor | None] = [None] * len(params)
         # Segment bounds: saved states and checkpoints up to the last good step (none when no
         # step was taken or none lies before a saved state: the loop then does nothing).
-        bounds = [*sorted({*range(0, last, every), *range(0, last, sweep.checkpoint_every)})]
-        bounds.append(last)
-        for start, stop in reversed(list(zip(bounds[:-1], bounds[1:], strict=True))):
+        bounds = [*sorted({*range(0, last, every), *range(0, last, sweep.checkpoint_every)}), last]
+        for start, stop in reversed(list(itertools.pairwise(bounds))):
             states = [state_at(start)]
             with torch.no_grad():  # replay the segment: bit-identical to the forward pass
                 state = stepper.init(*states[0])

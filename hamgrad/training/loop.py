@@ -42,7 +42,7 @@ from hamgrad._resources import check_memory
 from hamgrad.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from hamgrad.data import DatasetReader, open_dataset
 from hamgrad.errors import CheckpointError, ConfigError, HamgradError
-from hamgrad.models import LearnedModel, get_model, hparams_for_data
+from hamgrad.models import LearnedModel, get_model, hparams_for_data, model_from_config
 from hamgrad.nets import count_parameters
 from hamgrad.run import (
     RUN_FORMAT,
@@ -332,6 +332,20 @@ def _fit_normalization(setup: _Setup, ranks: Ranks) -> None:
         setup.model.normalizer.load_state_dict(statistics)
 
 
+def _built_hparams(model: Any, requested: dict[str, Any]) -> dict[str, Any]:
+    """The hyperparameters a run's model was built with, from its ``config.json["model"]``.
+
+    A resumed run rebuilds that model, not what today's defaults or data-driven choices would
+    make of its ``model_params``: a key an older version did not record takes the value it had
+    then (the class default, e.g. ``features = "affine"``). Falls back to ``requested`` for a
+    config without a model record.
+    """
+    if not isinstance(model, dict) or not isinstance(model.get("hparams"), dict):
+        return requested
+    with torch.device("meta"):  # no weights, no random draws
+        return dict(model_from_config(model).hparams)
+
+
 def _resolve_config(config: TrainConfig | None, resume: str | Path | None) -> TrainConfig:
     """The configuration to train with: ``config``, or the one saved in the run to resume."""
     if resume is not None:
@@ -344,6 +358,7 @@ def _resolve_config(config: TrainConfig | None, resume: str | Path | None) -> Tr
         saved = read_run_config(resume)
         config = TrainConfig.from_mapping(saved.get("train", {}), source=f"{resume}/config.json")
         config.data = str(run_dataset_path(resume, verify=False))  # rank 0 verifies it
+        config.model_params = _built_hparams(saved.get("model"), config.model_params)
     if config is None:
         raise ConfigError("train needs a TrainConfig (with data = the dataset path) or resume")
     config.validate()
@@ -522,6 +537,9 @@ def _load_init(model: LearnedModel, init: str) -> None:
         saved = json.loads(ckpt["model_config"])
     except (TypeError, json.JSONDecodeError):
         saved = None
+    if isinstance(saved, dict) and "hparams" in saved:
+        # An older checkpoint lacks keys added since: compare what it builds, not its text.
+        saved = {**saved, "hparams": _built_hparams(saved, {})}
     if saved != model.config():
         raise CheckpointError(
             f"init checkpoint {path} holds model {saved}; expected the model of this run, "
