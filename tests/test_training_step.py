@@ -114,3 +114,10 @@ def test_train_with_compile_matches_eager_and_logs_the_compile_time(tmp_path):
     assert rows[1][0]["compile_s"] > 0 and "compile_s" not in rows[1][1]
     for eager, compiled in zip(rows[0], rows[1], strict=True):
         assert compiled["train_loss"] == pytest.approx(eager["train_loss"], rel=1e-9)
+    # Resumed, the process compiles again: its first epoch logs that time too.
+    config_path = runs[True].run_dir / "config.json"
+    config_path.write_text(config_path.read_text().replace('"epochs": 2', '"epochs": 3'))
+    torch._dynamo.reset()
+    train(resume=runs[True].run_dir)
+    resumed = (runs[True].run_dir / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(resumed[2])["compile_s"] > 0

@@ -465,6 +465,7 @@ def train(
                 )
         step = TrainStep(objective, optimizer, config.grad_clip, compile=config.compile)
         stop_reason = "completed"
+        first_epoch = state.epoch + 1  # of this process: a resumed run compiles again
         for epoch in range(state.epoch + 1, config.epochs + 1):
             started = time.perf_counter()
             train_loss = _train_epoch(
@@ -501,7 +502,7 @@ def train(
                 "best": improved,
                 "time_s": time.perf_counter() - started,
             }
-            if step.compile_seconds is not None and epoch == 1:
+            if step.compile_seconds is not None and epoch == first_epoch:
                 row["compile_s"] = step.compile_seconds
             state.history.append(row)
             if improved:
