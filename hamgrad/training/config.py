@@ -264,7 +264,11 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
-        """Check every field; raise `ConfigError` naming the first bad one."""
+        """Check every field; raise `ConfigError` naming the first bad one.
+
+        An integrator name or option it cannot resolve, or one without an adjoint when
+        ``adjoint`` is set, raises `hamgrad.errors.IntegratorError` (from the registry).
+        """
         if not isinstance(self.data, str) or not self.data:
             raise ConfigError(f"data must be the path of an HDF5 dataset, got {self.data!r}")
         for key, registry in (
