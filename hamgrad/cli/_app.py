@@ -8,6 +8,7 @@ bodies, so ``hamgrad --help`` and ``hamgrad --version`` answer without loading t
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -72,16 +73,22 @@ class _Group(click.Group):
             # A distributed run's other ranks stop quietly: the failing rank says why.
             if not getattr(exc, "reported_elsewhere", False):
                 click.echo(f"hamgrad: error: {exc}", err=True)
-            sys.exit(2)
+            code = 2
         except BrokenPipeError:  # `hamgrad info f.h5 | head`: the reader left, nothing is wrong
             sys.stderr.close()
-            sys.exit(0)
+            code = 0
         except OSError as exc:  # unreadable / unwritable paths: still one line, exit 2
             click.echo(
                 f"hamgrad: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
                 err=True,
             )
-            sys.exit(2)
+            code = 2
+        # Exit outside the handler, after a collection: the error's traceback holds the frames
+        # of the failed command (a training run's DDP model and its reducer among them). Left
+        # to interpreter shutdown, tearing those down can abort a torchrun process (gloo's
+        # threads need a live interpreter; pytorch/pytorch#179291); freed here, they cannot.
+        gc.collect()
+        sys.exit(code)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
