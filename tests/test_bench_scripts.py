@@ -94,3 +94,22 @@ def test_time_to_accuracy_ratio_uses_one_median_for_every_row():
     }
     assert rows["hnn"][5].strip() == "1.00" and rows["hnn"][6].strip() == "2/3"
     assert rows["gradnet-c"][5].strip() == "0.33"
+
+
+def test_adjoint_bench_runs_and_its_agreement_table_covers_every_adjoint_method(capsys):
+    # Tiny settings (seconds): the memory/time table prints a row per K, and the agreement
+    # table a row per method with an adjoint, every gap at round-off.
+    from hamgrad.integrators import INTEGRATORS
+
+    bench = load_script("bench_adjoint")
+    bench.main(["--steps", "10", "20", "--repeats", "1", "--batch", "4", "--hidden", "4"])
+    out = capsys.readouterr().out
+    assert [line.split()[0] for line in out.splitlines() if line.strip()[:2] in ("10", "20")] == [
+        "10",
+        "20",
+    ]
+    bench.main(["--agreement", "--agreement-steps", "10"])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:] if line.strip()]
+    adjoint = {name for name, cls in INTEGRATORS.items() if cls.supports_adjoint}
+    assert {row[0] for row in rows} == adjoint
+    assert all(float(x) < 1e-12 for row in rows for x in row[1:] if x != "-")
