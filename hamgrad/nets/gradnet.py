@@ -3,8 +3,12 @@
 S. Chaudhari, S. Pranav, J. M. F. Moura, "Gradient Networks", IEEE Transactions on Signal
 Processing 73:324–339 (2025), arXiv:2404.07361; precursor "Learning Gradients of Convex Functions
 with Monotone Gradient Networks", ICASSP 2023, arXiv:2301.10862. Details the text leaves open
-(initialisation ranges, one scalar pair per softmax mix) follow the authors' public code
-(SPronav/GradientNetworks); the code here is our own.
+(one scalar pair per softmax mix, most initialisation ranges) follow the authors' public code
+(SPronav/GradientNetworks); the code here is our own. Three free-net ranges differ from
+theirs: the free cascade's scales α, β are U(−1, 1) (theirs U(−½, ½)), its layer biases
+b_2..b_L are ±1/√d like b_1 (theirs ±1/√h), and GradNet-M's module weights α are U(−1, 1)
+(theirs N(0, 1)). With their ranges the non-convex 2-D task came out 2.4–2.8 dB worse over
+five seeds (BENCHMARKS.md §6.4), so ours stay.
 
 Each net maps ``x`` ``[..., d]`` to ``f(x)`` ``[..., d]`` with ``f = ∇F`` by construction: the
 input weight is reused, transposed, at the output, so the Jacobian is ``Σ Wᵀ D W`` with ``D``
