@@ -121,3 +121,38 @@ def test_train_with_compile_matches_eager_and_logs_the_compile_time(tmp_path):
     train(resume=runs[True].run_dir)
     resumed = (runs[True].run_dir / "metrics.jsonl").read_text().splitlines()
     assert json.loads(resumed[2])["compile_s"] > 0
+
+
+def test_a_checkpoint_from_before_fused_adam_resumes_with_the_fused_kernel(tmp_path):
+    # Checkpoints written before the optimizer was fused carry ``fused: None`` in their param
+    # groups; torch's load_state_dict would bring that back and the run would lose the kernel.
+    from test_training_helpers import make_dataset
+
+    from hamgrad.training import TrainConfig, train
+
+    data = make_dataset(tmp_path / "pend.h5", n_train=4, n_val=2)
+    config = TrainConfig.from_mapping(
+        {
+            "data": str(data),
+            "model": "gradnet",
+            "model_params": {"hidden": 8, "depth": 2},
+            "epochs": 1,
+            "batch_size": 64,
+            "device": "cpu",
+            "runs_dir": str(tmp_path),
+            "name": "old",
+        }
+    )
+    run_dir = train(config).run_dir
+    last = run_dir / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    assert ckpt["optimizer_state"]["param_groups"][0]["fused"] is True
+    for group in ckpt["optimizer_state"]["param_groups"]:
+        group["fused"] = None  # as an older hamgrad wrote it
+    torch.save(ckpt, last)
+    config_path = run_dir / "config.json"
+    config_path.write_text(config_path.read_text().replace('"epochs": 1', '"epochs": 2'))
+    train(resume=run_dir)
+    resumed = torch.load(last, weights_only=True)
+    assert resumed["epoch"] == 2
+    assert all(g["fused"] is True for g in resumed["optimizer_state"]["param_groups"])

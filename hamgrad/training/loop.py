@@ -246,6 +246,20 @@ def _run_root(config: TrainConfig) -> Path:
     return root
 
 
+#: Param-group keys that choose the optimizer's kernel, not its state: a resumed run keeps
+#: the ones this process built (torch's `load_state_dict` would bring back the saved ones, so
+#: a checkpoint written before fused Adam would resume without the fused kernel).
+_KERNEL_KEYS = ("fused", "foreach")
+
+
+def _load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """``optimizer.load_state_dict(state)``, keeping this process's kernel choice."""
+    kernels = [{k: g[k] for k in _KERNEL_KEYS if k in g} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, chosen in zip(optimizer.param_groups, kernels, strict=True):
+        group.update(chosen)
+
+
 def _restore(
     ckpt: dict[str, Any],
     path: Path,
@@ -257,7 +271,7 @@ def _restore(
     """Load ``last.pt`` into the freshly built objects; any mismatch is a `CheckpointError`."""
     try:
         model.load_state_dict(ckpt["model_state"])
-        optimizer.load_state_dict(ckpt["optimizer_state"])
+        _load_optimizer_state(optimizer, ckpt["optimizer_state"])
         scheduler.load_state_dict(ckpt["scheduler_state"])
         generator.set_state(ckpt["rng_state"])
     except (KeyError, RuntimeError, ValueError, TypeError) as exc:
