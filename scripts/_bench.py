@@ -201,6 +201,12 @@ def epoch_seconds(run_dir: Path) -> float:
     return float(statistics.median(json.loads(line)["time_s"] for line in lines if line.strip()))
 
 
+def best_validation_loss(run_dir: Path) -> float:
+    """The lowest validation loss of a run's epochs (what its ``best`` checkpoint holds)."""
+    lines = RunPaths(run_dir).metrics_log.read_text().splitlines()
+    return float(min(json.loads(line)["val_loss"] for line in lines if line.strip()))
+
+
 def load(run_dir: Path, dtype: torch.dtype | None = None) -> LearnedModel:
     """The run's best model (in ``dtype`` when given, else its training dtype), eval mode."""
     model, _ = load_model(run_dir, "best")

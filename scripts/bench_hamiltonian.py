@@ -17,12 +17,18 @@ interrupted run still leaves its finished rows). The other two questions of issu
 own scripts: ``bench_hnn_protocol.py`` (the published HNN protocol) and
 ``bench_long_horizon.py`` (energy over 10^5 steps).
 
+Learning rate: the profile's (3e-3, hamgrad's default), or with ``--lrs a,b,...`` each
+(system, model, seed) is trained at every rate and the run with the lowest validation loss
+is the one evaluated, the same rule for every model (the test split never picks it). One rate
+does not suit every model: BENCHMARKS.md §6.5.
+
 Profiles: ``--smoke`` (seconds; the test), ``--quick`` (minutes on 2 CPU cores: one seed, few
-epochs), default = the full run (3 seeds; about half an hour). Usage::
+epochs), default = the full run (3 seeds; about half an hour per rate). Usage::
 
     python scripts/bench_hamiltonian.py --quick
     python scripts/bench_hamiltonian.py --json /tmp/ham_bench/main.json --systems pendulum,spring
     python scripts/bench_hamiltonian.py --report /tmp/ham_bench/main.json  # a partial run's tables
+    python scripts/bench_hamiltonian.py --lrs 0.01,0.03,0.1 --json /tmp/ham_bench/lrs.json
 
 Measured tables and their reading: BENCHMARKS.md, section 5.
 """
@@ -42,6 +48,7 @@ import _bench
 from hamgrad.data import Dataset, load_dataset
 from hamgrad.errors import IntegratorError
 from hamgrad.models import hparams_for_data
+from hamgrad.training import TrainingError
 from simulators import get_system
 
 
@@ -211,20 +218,22 @@ def train_model(
     mlabel: str,
     hparams: dict[str, Any],
     seed: int,
+    lr: float,
+    name: str,
 ) -> Path:
-    """Train variant ``mlabel`` with ``hparams`` (width included) on system ``label``; the run
-    directory."""
+    """Train variant ``mlabel`` with ``hparams`` (width included) on system ``label`` at
+    rate ``lr`` into run ``name``; the run directory."""
     mspec = MODEL_SPECS[mlabel]
     return _bench.train_run(
         path,
         mspec.model,
         hparams,
         args.work_dir / "runs",
-        f"{label}-{mlabel}-s{seed}",
+        name,
         loss="derivative",
         epochs=profile.epochs,
         batch_size=profile.batch_size,
-        lr=profile.lr,
+        lr=lr,
         schedule="cosine",
         seed=seed,
     )
@@ -241,22 +250,40 @@ def _train_and_evaluate(
     n_params: int,
     seed: int,
 ) -> tuple[dict[str, Any], Any]:
-    """Train one (system, model, seed) and evaluate it: ``(row, evaluation or None)``."""
+    """Train one (system, model, seed) at every rate of `learning_rates` and evaluate the
+    run with the lowest validation loss: ``(row, evaluation or None)``."""
     started = time.perf_counter()
-    hidden = hparams["hidden"]
-    run_dir = train_model(args, profile, label, path, mlabel, hparams, seed)
+    lrs = learning_rates(args, profile)
+    base = f"{label}-{mlabel}-s{seed}"
+    candidates: dict[str, float | None] = {}
+    chosen: tuple[float, float, Path] | None = None
+    for lr in lrs:
+        name = base if len(lrs) == 1 else f"{base}-lr{lr:g}"
+        try:
+            run_dir = train_model(args, profile, label, path, mlabel, hparams, seed, lr, name)
+        except TrainingError as exc:  # diverged at this rate: a result, not a crash
+            _bench.log(f"  {label} {mlabel} seed {seed} lr {lr:g}: {exc}")
+            candidates[f"{lr:g}"] = None
+            continue
+        val = _bench.best_validation_loss(run_dir)
+        candidates[f"{lr:g}"] = val
+        if chosen is None or val < chosen[0]:
+            chosen = (val, lr, run_dir)
     train_s = time.perf_counter() - started
-    row = {
+    row: dict[str, Any] = {
         "system": label,
         "model": mlabel,
         "seed": seed,
         "params": n_params,
-        "hidden": hidden,
+        "hidden": hparams["hidden"],
         "features": hparams.get("features"),
-        "run_dir": str(run_dir),
-        "epoch_s": _bench.epoch_seconds(run_dir),
+        "lr_val_loss": candidates,
         "train_s": train_s,
     }
+    if chosen is None:
+        return {**row, "failed": "training diverged at every learning rate"}, None
+    _, lr, run_dir = chosen
+    row.update(lr=lr, run_dir=str(run_dir), epoch_s=_bench.epoch_seconds(run_dir))
     try:
         # In the training dtype, as `hamgrad evaluate` does: float32 round-off over 1000
         # steps is far below every model error here.
@@ -276,11 +303,16 @@ def _train_and_evaluate(
         eval_s=time.perf_counter() - started - train_s,
     )
     _bench.log(
-        f"  {label} {mlabel} seed {seed}: deriv {row['derivative_error_db']:.2f} dB, "
+        f"  {label} {mlabel} seed {seed} (lr {lr:g}): deriv {row['derivative_error_db']:.2f} dB, "
         f"state@100 {m['state_error_db'].get('100', float('nan')):.2f} dB, "
         f"train {train_s:.1f} s, eval {row['eval_s']:.1f} s"
     )
     return row, ev
+
+
+def learning_rates(args: argparse.Namespace, profile: Profile) -> tuple[float, ...]:
+    """The rates every run is trained at: ``--lrs``, else the profile's one."""
+    return tuple(args.lrs) if args.lrs else (profile.lr,)
 
 
 def measure(args: argparse.Namespace, profile: Profile, results: dict[str, Any]) -> None:
@@ -290,6 +322,7 @@ def measure(args: argparse.Namespace, profile: Profile, results: dict[str, Any])
     (with fewer seeds) rather than a few systems with all seeds.
     """
     out = results.setdefault("main", {"runs": [], "floors": [], "budgets": []})
+    results["lrs"] = list(learning_rates(args, profile))
     plan: list[tuple[str, Path, Dataset, list[tuple[str, dict[str, Any], int]]]] = []
     for label in args.systems:
         spec = SYSTEM_SPECS[label]
@@ -364,6 +397,7 @@ def summarize(main: dict[str, Any], horizon: int) -> dict[str, Any]:
                 "params": all_runs[0]["params"],
                 "features": all_runs[0].get("features"),
                 "integrator": runs[0]["integrator"] if runs else "-",
+                "lrs": sorted({r["lr"] for r in runs if "lr" in r}),
                 "seeds": len(runs),
                 "failed": len(all_runs) - len(runs),
                 "derivative_error_db": ms([r["derivative_error_db"] for r in runs]),
@@ -421,6 +455,7 @@ def format_main(summary: dict[str, Any], floors: list[dict[str, Any]]) -> str:
         "model",
         "params",
         "integrator",
+        "lr",
         "deriv. err (dB)",
         *[f"state err @{h} (dB)" for h in hs],
         "max rel. energy err",
@@ -435,6 +470,7 @@ def format_main(summary: dict[str, Any], floors: list[dict[str, Any]]) -> str:
             + (f" ({r['failed']} failed)" if r["failed"] else ""),
             str(r["params"]),
             r["integrator"],
+            ", ".join(f"{v:g}" for v in r.get("lrs", [])) or "n/a",
             fmt_ms(r["derivative_error_db"]),
             *[fmt_ms(r["state_error_db"][str(h)]) for h in hs],
             fmt_ms(r["energy_rel_error_max"], ".2e"),
@@ -581,7 +617,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _bench.build_parser(__doc__)
     _bench.add_names(parser, "--systems", "system", SYSTEM_SPECS)
     _bench.add_names(parser, "--models", "model", MODEL_SPECS)
+    parser.add_argument(
+        "--lrs",
+        type=_rates,
+        default=None,
+        help="comma list of learning rates; each run keeps the one with the lowest "
+        "validation loss (default: the profile's single rate)",
+    )
     return parser
+
+
+def _rates(text: str) -> list[float]:
+    try:
+        rates = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--lrs: expected numbers like 0.01,0.03; got {text!r}"
+        ) from None
+    if not rates or any(not (r > 0 and r < float("inf")) for r in rates):
+        raise argparse.ArgumentTypeError(f"--lrs: rates must be positive and finite; got {text!r}")
+    return rates
 
 
 def main(argv: Sequence[str] | None = None) -> int:
