@@ -258,7 +258,8 @@ def _train_and_evaluate(
     candidates: dict[str, float | None] = {}
     chosen: tuple[float, float, Path] | None = None
     for lr in lrs:
-        name = base if len(lrs) == 1 else f"{base}-lr{lr:g}"
+        # (run names are one path component of [A-Za-z0-9._-]: 1e+06 -> 1e06)
+        name = base if len(lrs) == 1 else f"{base}-lr{lr:g}".replace("+", "")
         try:
             run_dir = train_model(args, profile, label, path, mlabel, hparams, seed, lr, name)
         except TrainingError as exc:  # diverged at this rate: a result, not a crash

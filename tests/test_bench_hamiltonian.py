@@ -89,6 +89,33 @@ def test_main_suite_has_every_row_and_finite_numbers(tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_a_learning_rate_grid_evaluates_the_rate_with_the_lowest_validation_loss(tmp_path, capsys):
+    bh = load_script("bench_hamiltonian")
+    # 1e6 diverges (refused by training as a non-finite loss, or far worse): never chosen.
+    text, results = _smoke(
+        bh,
+        tmp_path,
+        capsys,
+        "--systems",
+        "pendulum",
+        "--models",
+        "gradnet-c,hnn",
+        "--lrs",
+        "0.01,0.1,1e6",
+    )
+    runs = results["main"]["runs"]
+    assert results["lrs"] == [0.01, 0.1, 1e6] and len(runs) == 2
+    for r in runs:
+        losses = r["lr_val_loss"]
+        assert set(losses) == {"0.01", "0.1", "1e+06"}
+        finite = {k: v for k, v in losses.items() if v is not None}
+        assert r["lr"] in (0.01, 0.1)
+        assert f"{r['lr']:g}" == min(finite, key=finite.__getitem__)
+        assert r["run_dir"].endswith(f"-lr{r['lr']:g}")  # the evaluated run is the chosen one
+    assert re.search(r"\| pendulum \| gradnet-c \| \d+ \| gauss4 \| (0\.01|0\.1) \|", text)
+
+
+@pytest.mark.slow
 def test_hnn_protocol_has_every_row_and_the_published_figures(tmp_path, capsys):
     hp = load_script("bench_hnn_protocol")
     text, results = _smoke(hp, tmp_path, capsys)
