@@ -17,10 +17,10 @@ interrupted run still leaves its finished rows). The other two questions of issu
 own scripts: ``bench_hnn_protocol.py`` (the published HNN protocol) and
 ``bench_long_horizon.py`` (energy over 10^5 steps).
 
-Learning rate: the profile's (3e-3, hamgrad's default), or with ``--lrs a,b,...`` each
-(system, model, seed) is trained at every rate and the run with the lowest validation loss
-is the one evaluated, the same rule for every model (the test split never picks it). One rate
-does not suit every model: BENCHMARKS.md §6.5.
+Learning rate: each model's own default (``default_lr``, what ``hamgrad train`` uses), or
+with ``--lrs a,b,...`` each (system, model, seed) is trained at every rate and the run with
+the lowest validation loss is the one evaluated, the same rule for every model (the test split
+never picks it). One rate does not suit every model: BENCHMARKS.md §6.5.
 
 Profiles: ``--smoke`` (seconds; the test), ``--quick`` (minutes on 2 CPU cores: one seed, few
 epochs), default = the full run (3 seeds; about half an hour per rate). Usage::
@@ -47,7 +47,7 @@ import _bench
 
 from hamgrad.data import Dataset, load_dataset
 from hamgrad.errors import IntegratorError
-from hamgrad.models import hparams_for_data
+from hamgrad.models import MODELS, hparams_for_data
 from hamgrad.training import TrainingError
 from simulators import get_system
 
@@ -140,7 +140,7 @@ class Profile:
     batch_size: int
     budget: int  # parameters per model
     seeds: tuple[int, ...]
-    lr: float
+    lr: float | None  # None: each model's own `default_lr`
 
 
 PROFILES: dict[str, Profile] = {
@@ -154,7 +154,7 @@ PROFILES: dict[str, Profile] = {
         batch_size=16,
         budget=1000,
         seeds=(0,),
-        lr=3e-3,
+        lr=None,
     ),
     "quick": Profile(
         n_train=24,
@@ -166,7 +166,7 @@ PROFILES: dict[str, Profile] = {
         batch_size=128,
         budget=1500,
         seeds=(0,),
-        lr=3e-3,
+        lr=None,
     ),
     "full": Profile(
         n_train=100,
@@ -178,7 +178,7 @@ PROFILES: dict[str, Profile] = {
         batch_size=256,
         budget=4000,
         seeds=(0, 1, 2),
-        lr=3e-3,
+        lr=None,
     ),
 }
 
@@ -253,7 +253,7 @@ def _train_and_evaluate(
     """Train one (system, model, seed) at every rate of `learning_rates` and evaluate the
     run with the lowest validation loss: ``(row, evaluation or None)``."""
     started = time.perf_counter()
-    lrs = learning_rates(args, profile)
+    lrs = learning_rates(args, profile, MODEL_SPECS[mlabel].model)
     base = f"{label}-{mlabel}-s{seed}"
     candidates: dict[str, float | None] = {}
     chosen: tuple[float, float, Path] | None = None
@@ -311,9 +311,12 @@ def _train_and_evaluate(
     return row, ev
 
 
-def learning_rates(args: argparse.Namespace, profile: Profile) -> tuple[float, ...]:
-    """The rates every run is trained at: ``--lrs``, else the profile's one."""
-    return tuple(args.lrs) if args.lrs else (profile.lr,)
+def learning_rates(args: argparse.Namespace, profile: Profile, model: str) -> tuple[float, ...]:
+    """The rates a run of registered ``model`` is trained at: ``--lrs``, else the profile's
+    one, else the model's own default."""
+    if args.lrs:
+        return tuple(args.lrs)
+    return (profile.lr if profile.lr is not None else MODELS[model].default_lr,)
 
 
 def measure(args: argparse.Namespace, profile: Profile, results: dict[str, Any]) -> None:
@@ -323,7 +326,7 @@ def measure(args: argparse.Namespace, profile: Profile, results: dict[str, Any])
     (with fewer seeds) rather than a few systems with all seeds.
     """
     out = results.setdefault("main", {"runs": [], "floors": [], "budgets": []})
-    results["lrs"] = list(learning_rates(args, profile))
+    results["lrs"] = args.lrs or profile.lr or "each model's default"
     plan: list[tuple[str, Path, Dataset, list[tuple[str, dict[str, Any], int]]]] = []
     for label in args.systems:
         spec = SYSTEM_SPECS[label]

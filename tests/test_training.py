@@ -285,6 +285,22 @@ def test_config_from_toml_flags_override_and_unknown_keys(tmp_path):
         TrainConfig.from_toml(path)
 
 
+def test_the_learning_rate_defaults_to_the_models_own_and_is_recorded(tmp_path):
+    from hamgrad.models import MODELS
+
+    rates = {name: cls.default_lr for name, cls in MODELS.items()}
+    assert len(set(rates.values())) > 1  # models differ: one global rate would not do
+    for name, rate in rates.items():
+        assert TrainConfig(data="d.h5", model=name).lr == rate
+        assert TrainConfig(data="d.h5", model=name, lr=1e-4).lr == 1e-4  # given: kept
+    path = tmp_path / "c.toml"
+    path.write_text('data = "d.h5"\nmodel = "hnn"\n')
+    config = TrainConfig.from_toml(path)
+    assert config.lr == rates["hnn"] and config.to_dict()["lr"] == rates["hnn"]
+    assert "lr" not in config.changed_fields()  # the model's own rate is not a change
+    assert TrainConfig.from_toml(path, {"lr": 0.5}).changed_fields() == ["data", "lr", "model"]
+
+
 @pytest.mark.parametrize(
     ("field", "value", "match"),
     [

@@ -75,7 +75,7 @@ _TRAIN_FLAGS: list[tuple[str, Any, str]] = [
         "Gradients of a rollout:K loss by the adjoint method: exact, memory growing as sqrt(K).",
     ),
     ("optimizer", LazyChoice(_optimizers), "Optimizer."),
-    ("lr", float, "Learning rate."),
+    ("lr", float, "Learning rate [default: the model's own, see docs/models.md]."),
     ("weight_decay", float, "Weight decay."),
     ("schedule", LazyChoice(_schedules), "Learning-rate schedule."),
     ("grad_clip", float, "Max gradient norm (0: off)."),

@@ -70,7 +70,9 @@ class LearnedModel(nn.Module, ABC):
 
     Subclasses set ``name``, ``defaults`` (every hyperparameter and its default, JSON values),
     ``default_integrator`` (long rollouts: evaluation), ``train_integrator`` (the short
-    differentiable unrolls of the ``rollout:K`` loss, where a cheap explicit method is enough)
+    differentiable unrolls of the ``rollout:K`` loss, where a cheap explicit method is enough),
+    ``default_lr`` (the Adam learning rate `hamgrad.training.TrainConfig` uses unless given;
+    models differ by more than a factor 10 in the rate they tolerate, BENCHMARKS.md §6.5)
     and implement `time_derivative`.
 
     Parameters
@@ -94,6 +96,7 @@ class LearnedModel(nn.Module, ABC):
     defaults: ClassVar[dict[str, Any]]
     default_integrator: ClassVar[str]
     train_integrator: ClassVar[str] = "rk4"
+    default_lr: ClassVar[float] = 3e-3
     is_hamiltonian: ClassVar[bool] = False
 
     def __init__(self, dof: int, generator: torch.Generator | None = None, **hparams: Any) -> None:

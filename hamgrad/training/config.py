@@ -82,7 +82,7 @@ def _cosine(optimizer: torch.optim.Optimizer, config: TrainConfig):
     # Decay to 1 % of the initial rate over the planned epochs (Loshchilov & Hutter 2017,
     # "SGDR", without restarts).
     return torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=config.epochs, eta_min=config.lr * 1e-2
+        optimizer, T_max=config.epochs, eta_min=optimizer.defaults["lr"] * 1e-2
     )
 
 
@@ -138,7 +138,8 @@ class TrainConfig:
         Needs an integrator that supports it (`hamgrad.integrators.adjoint_methods`).
     optimizer, lr, weight_decay, schedule, grad_clip
         Adam/AdamW, learning rate, weight decay, ``constant``/``cosine`` schedule and maximum
-        gradient norm (0 disables clipping).
+        gradient norm (0 disables clipping). ``lr = None`` (the default) takes the model's
+        ``default_lr`` when the config is built, so ``config.json`` records the rate used.
     epochs, batch_size, patience
         Passes over the training split, samples per step, and epochs without a validation
         improvement of at least 0.01 % before stopping (0 disables early stopping).
@@ -181,7 +182,7 @@ class TrainConfig:
     substeps: int = 1
     adjoint: bool = False
     optimizer: str = "adam"
-    lr: float = 3e-3
+    lr: float | None = None
     weight_decay: float = 0.0
     schedule: str = "cosine"
     grad_clip: float = 10.0
@@ -199,6 +200,11 @@ class TrainConfig:
     buffer_mib: float = DEFAULT_BUFFER_BYTES / 2**20
     backend: str = "auto"
     dist_timeout: float = 600.0
+
+    def __post_init__(self) -> None:
+        # The model's own rate unless one was given (an unknown model is reported by validate).
+        if self.lr is None and isinstance(self.model, str) and self.model in MODELS:
+            self.lr = MODELS[self.model].default_lr
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -254,12 +260,13 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def changed_fields(self) -> list[str]:
-        """Names of the fields that differ from the defaults, sorted."""
-        default = type(self)()
+        """Names of the fields that differ from the defaults, sorted (``lr`` against the
+        model's own default rate)."""
+        default, per_model = type(self)(), type(self)(model=self.model)
         return sorted(
             f.name
             for f in dataclasses.fields(self)
-            if getattr(self, f.name) != getattr(default, f.name)
+            if getattr(self, f.name) != getattr(per_model if f.name == "lr" else default, f.name)
         )
 
     # ------------------------------------------------------------------ validation
