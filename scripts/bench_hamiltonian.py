@@ -218,18 +218,19 @@ def train_model(
     mlabel: str,
     hparams: dict[str, Any],
     seed: int,
-    lr: float,
-    name: str,
+    lr: float | None = None,
+    name: str | None = None,
 ) -> Path:
     """Train variant ``mlabel`` with ``hparams`` (width included) on system ``label`` at
-    rate ``lr`` into run ``name``; the run directory."""
+    rate ``lr`` (None: the model's default) into run ``name`` (default
+    ``{system}-{model}-s{seed}``); the run directory."""
     mspec = MODEL_SPECS[mlabel]
     return _bench.train_run(
         path,
         mspec.model,
         hparams,
         args.work_dir / "runs",
-        name,
+        name or f"{label}-{mlabel}-s{seed}",
         loss="derivative",
         epochs=profile.epochs,
         batch_size=profile.batch_size,
