@@ -15,7 +15,8 @@ choices of the fused GradNet-C (`hamgrad.nets._fused`): ``tanh`` against ``sigmo
 two layouts of a skinny matrix product.
 
 **Time to accuracy** (section ``tta``). Each variant is trained with `hamgrad.training.train`
-(derivative loss, Adam lr 3e-3 with cosine decay, batch 256) at several parameter budgets on
+(derivative loss, Adam at the model's own default rate with cosine decay, batch 256; BENCHMARKS.md
+§6.2 before §6.5 used 3e-3 for every model) at several parameter budgets on
 pendulum, spring chain (10 masses) and three-body data (the datasets of
 ``bench_hamiltonian.py`` at the same profile), seeds 0–2; the target is the HNN's final validation
 derivative error at the reference budget (median over its seeds), and the table gives each
@@ -52,7 +53,7 @@ from bench_hamiltonian import SYSTEM_SPECS
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from hamgrad.data import load_dataset
-from hamgrad.models import get_model, hparams_for_data
+from hamgrad.models import MODELS, get_model, hparams_for_data
 from hamgrad.nets import count_parameters, hidden_for_budget
 from hamgrad.run import RunPaths
 from hamgrad.training import OPTIMIZERS, DerivativeLoss
@@ -366,7 +367,7 @@ def measure_tta(args: argparse.Namespace, profile: Profile, results: dict[str, A
                 loss="derivative",
                 epochs=profile.epochs,
                 batch_size=256,
-                lr=3e-3,
+                lr=MODELS[spec.model].default_lr,
                 schedule="cosine",
                 seed=seed,
             )
@@ -378,6 +379,7 @@ def measure_tta(args: argparse.Namespace, profile: Profile, results: dict[str, A
                     "budget": budget,
                     "params": n,
                     "seed": seed,
+                    "lr": MODELS[spec.model].default_lr,
                     "val_loss": [r["val_loss"] for r in rows],
                     "time_s": [r["time_s"] for r in rows],
                 }

@@ -67,9 +67,9 @@ class GradNetHamiltonian(NetHamiltonian):
     """
 
     name = "gradnet"
-    # The rate validation picked most often, for GradNet-C and -M alike, on the six systems
-    # of BENCHMARKS.md §6.5 (0.03 on some particle systems); the HNN's 0.03 here is 10x
-    # worse on the pendulum.
+    # The rate validation picked most often for GradNet-C (11 of 18 runs) and -M (13 of 18)
+    # on the six systems of BENCHMARKS.md §6.5 (0.03 on the rest, mostly particle systems);
+    # the HNN's 0.03 leaves GradNet-C's loss 5-18x higher on the pendulum and springs.
     default_lr = 0.1
     defaults: ClassVar[dict[str, Any]] = {
         "net": "gradnet-c",
@@ -109,7 +109,7 @@ class SeparableGradNetHamiltonian(HamiltonianModel):
     """
 
     name = "separable-gradnet"
-    default_lr = 0.1  # picked on 7 of 12 runs of BENCHMARKS.md §6.5 (0.03 on 4)
+    default_lr = 0.1  # picked on 9 of 15 runs of BENCHMARKS.md §6.5 (0.03 on 5)
     defaults: ClassVar[dict[str, Any]] = {
         "potential_net": "gradnet-c",
         "kinetic_net": "mgradnet-m",
