@@ -72,7 +72,7 @@ class LearnedModel(nn.Module, ABC):
     ``default_integrator`` (long rollouts: evaluation), ``train_integrator`` (the short
     differentiable unrolls of the ``rollout:K`` loss, where a cheap explicit method is enough),
     ``default_lr`` (the Adam learning rate `hamgrad.training.TrainConfig` uses unless given;
-    models differ by more than a factor 10 in the rate they tolerate, BENCHMARKS.md §6.5)
+    the models' best rates span a factor of 10, BENCHMARKS.md §6.5)
     and implement `time_derivative`.
 
     Parameters
