@@ -30,7 +30,7 @@ epochs), default = the full run (3 seeds; about half an hour per rate). Usage::
     python scripts/bench_hamiltonian.py --report /tmp/ham_bench/main.json  # a partial run's tables
     python scripts/bench_hamiltonian.py --lrs 0.01,0.03,0.1 --json /tmp/ham_bench/lrs.json
 
-Measured tables and their reading: BENCHMARKS.md, section 5.
+Measured tables and their reading: BENCHMARKS.md, sections 5, 6.3 and 6.5.
 """
 
 from __future__ import annotations
