@@ -195,16 +195,20 @@ def train_run(
     return train(cfg, overwrite=True).run_dir
 
 
+def history(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's metrics rows (``metrics.jsonl``), one per epoch."""
+    lines = RunPaths(run_dir).metrics_log.read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
 def epoch_seconds(run_dir: Path) -> float:
     """Median wall time of one training epoch (robust to the other jobs on a shared machine)."""
-    lines = RunPaths(run_dir).metrics_log.read_text().splitlines()
-    return float(statistics.median(json.loads(line)["time_s"] for line in lines if line.strip()))
+    return float(statistics.median(row["time_s"] for row in history(run_dir)))
 
 
 def best_validation_loss(run_dir: Path) -> float:
     """The lowest validation loss of a run's epochs (what its ``best`` checkpoint holds)."""
-    lines = RunPaths(run_dir).metrics_log.read_text().splitlines()
-    return float(min(json.loads(line)["val_loss"] for line in lines if line.strip()))
+    return float(min(row["val_loss"] for row in history(run_dir)))
 
 
 def load(run_dir: Path, dtype: torch.dtype | None = None) -> LearnedModel:

@@ -327,7 +327,8 @@ def measure(args: argparse.Namespace, profile: Profile, results: dict[str, Any])
     (with fewer seeds) rather than a few systems with all seeds.
     """
     out = results.setdefault("main", {"runs": [], "floors": [], "budgets": []})
-    results["lrs"] = args.lrs or profile.lr or "each model's default"
+    # The rates every run was trained at; None: each at its model's own default_lr.
+    results["lrs"] = args.lrs or ([profile.lr] if profile.lr is not None else None)
     plan: list[tuple[str, Path, Dataset, list[tuple[str, dict[str, Any], int]]]] = []
     for label in args.systems:
         spec = SYSTEM_SPECS[label]

@@ -37,13 +37,11 @@ Measured tables: BENCHMARKS.md, section 6.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import _bench
@@ -55,7 +53,6 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from hamgrad.data import load_dataset
 from hamgrad.models import MODELS, get_model, hparams_for_data
 from hamgrad.nets import count_parameters, hidden_for_budget
-from hamgrad.run import RunPaths
 from hamgrad.training import OPTIMIZERS, DerivativeLoss
 from hamgrad.training.step import Objective, TrainStep
 from simulators import get_system
@@ -330,11 +327,6 @@ def format_kernels(rows: list[dict[str, Any]]) -> str:
 # ----------------------------------------------------------------------------- time to accuracy
 
 
-def _history(run_dir: Path) -> list[dict[str, Any]]:
-    lines = RunPaths(run_dir).metrics_log.read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
-
-
 def measure_tta(args: argparse.Namespace, profile: Profile, results: dict[str, Any]) -> None:
     """Fill ``results['tta']['runs']``: every (seed, system, variant, budget) training history."""
     out = results.setdefault("tta", {"runs": []})
@@ -371,7 +363,7 @@ def measure_tta(args: argparse.Namespace, profile: Profile, results: dict[str, A
                 schedule="cosine",
                 seed=seed,
             )
-            rows = _history(run)
+            rows = _bench.history(run)
             out["runs"].append(
                 {
                     "system": system,
